@@ -1,0 +1,182 @@
+package queue
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// Store is the persistence the Service needs. Two implementations exist
+// (PostgreSQL and embedded SQLite); both pass the conformance suite in
+// pkg/queue/queuetest. A Store holds no policy: every rule about what a
+// block request means lives in this package, and the Store only executes
+// the plan it is handed, atomically.
+//
+// Every method takes the current time from its caller (never from the
+// database clock) so that tests can drive expiry with an injected clock.
+// Times are UTC with microsecond precision.
+type Store interface {
+	// ApplyBlocks runs one transaction: it locks the given cidrs (per cidr,
+	// never a global lock, in a deadlock-free order), loads the state of
+	// each, calls plan with it, and writes the plan it returns:
+	//   - for each Plan.Inserts block: first close (removed = now) every
+	//     open entry of older blocks with exactly that cidr, then insert the
+	//     block and queue it for every known ident;
+	//   - for each Plan.Extends item: set the block's unblock_at and the
+	//     unblock_at copy of all its entries.
+	// It returns the inserted blocks, with their ids, in Plan.Inserts order.
+	// If plan returns an error, nothing is written and that error is
+	// returned unchanged.
+	ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.Time, plan PlanFunc) ([]Block, error)
+
+	// UnblockNow force-unblocks the expected block with exactly cidr:
+	// forced_unblock = true, unblock_at = now, unblock_who/why set, and the
+	// unblock_at copy of its open entries set to now so they enter the
+	// unblock queue at once; it is removed from every block queue. Returns
+	// the updated block, or ErrNotBlocked when no expected block has
+	// exactly that cidr.
+	UnblockNow(ctx context.Context, cidr netip.Prefix, now time.Time, who, why string) (Block, error)
+
+	// BlockQueue lists, oldest (lowest id) first, at most limit expected
+	// blocks that have no entry for ident; if since is non-zero, only
+	// blocks added after since. Querying an ident for the first time
+	// registers it (so that new blocks are queued for it from then on).
+	BlockQueue(ctx context.Context, ident string, now, since time.Time, limit int) ([]QueueItem, error)
+
+	// SetBlocked creates an entry (ident, block) for each block id, with
+	// added = now and a copy of the block's unblock_at, atomically. A block
+	// that already has an entry for ident is left as it is (idempotent).
+	// Unknown ids fail the whole call with an error wrapping ErrNotFound.
+	SetBlocked(ctx context.Context, ident string, blockIDs []int64, now time.Time) error
+
+	// UnblockQueue lists, by unblock_at, at most limit open entries of
+	// ident whose unblock_at is set and not after now.
+	UnblockQueue(ctx context.Context, ident string, now time.Time, limit int) ([]UnblockItem, error)
+
+	// SetUnblocked sets removed = now on each open entry, atomically.
+	// Already removed entries are left as they are (idempotent). Unknown
+	// ids fail the whole call with an error wrapping ErrNotFound.
+	SetUnblocked(ctx context.Context, entryIDs []int64, now time.Time) error
+
+	// GetBlock returns one block or an error wrapping ErrNotFound.
+	GetBlock(ctx context.Context, id int64) (Block, error)
+
+	// ListBlocks streams the blocks selected by opts to fn, in id order
+	// (ascending unless opts.Descending), without holding the whole result
+	// in memory. An error from fn stops the listing and is returned.
+	ListBlocks(ctx context.Context, opts ListOptions, fn func(Block) error) error
+
+	// ListEntries streams entries selected by opts to fn in id order.
+	ListEntries(ctx context.Context, opts EntryListOptions, fn func(Entry) error) error
+
+	// Stats counts blocks by state at now.
+	Stats(ctx context.Context, now time.Time) (Stats, error)
+
+	// NextUnblockAt returns the earliest unblock_at after now among open
+	// entries (the next moment some unblock queue grows), and false when
+	// there is none.
+	NextUnblockAt(ctx context.Context, now time.Time) (time.Time, bool, error)
+
+	// Whitelist. AddWhitelist returns the stored entry with its id;
+	// DeleteWhitelist returns an error wrapping ErrNotFound for an unknown id.
+	AddWhitelist(ctx context.Context, e WhitelistEntry) (WhitelistEntry, error)
+	ListWhitelist(ctx context.Context) ([]WhitelistEntry, error)
+	GetWhitelist(ctx context.Context, id int64) (WhitelistEntry, error)
+	DeleteWhitelist(ctx context.Context, id int64) error
+
+	// Source blacklist, with the same conventions. AddSourceBlacklist
+	// returns an error wrapping ErrDuplicate when the source is present.
+	AddSourceBlacklist(ctx context.Context, e SourceBlacklistEntry) (SourceBlacklistEntry, error)
+	ListSourceBlacklist(ctx context.Context) ([]SourceBlacklistEntry, error)
+	DeleteSourceBlacklist(ctx context.Context, id int64) error
+
+	// Prune deletes closed history: blocks that are not expected at now,
+	// have no open entry, and ended (unblock_at, or their last entry's
+	// removed) before cutoff, together with their entries. It also drops
+	// block-queue bookkeeping for blocks that are no longer expected.
+	Prune(ctx context.Context, cutoff, now time.Time) (PruneResult, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// ChangeListener is implemented by stores shared between processes
+// (PostgreSQL): fn is called whenever another process (or this one) has
+// committed a change of the given kind. It blocks until ctx ends.
+type ChangeListener interface {
+	ListenChanges(ctx context.Context, fn func(kind ChangeKind)) error
+}
+
+// ChangeKind says what changed, so that listeners reload only what they must.
+type ChangeKind string
+
+const (
+	ChangeBlocks    ChangeKind = "blocks"    // a block or entry changed: queues may have work
+	ChangeWhitelist ChangeKind = "whitelist" // whitelist or source blacklist changed
+)
+
+// BlockFilter selects blocks by state at ListOptions.Now.
+type BlockFilter int
+
+const (
+	FilterAll            BlockFilter = iota // every block, any state
+	FilterExpected                          // not forced, unblock_at null or after now
+	FilterCurrent                           // at least one open entry
+	FilterPending                           // expected and no open entry
+	FilterPendingRemoval                    // an open entry whose unblock_at is not after now
+)
+
+// ListOptions selects and pages blocks.
+type ListOptions struct {
+	Filter BlockFilter
+	Now    time.Time
+	// Source, when set, keeps only blocks with exactly this source.
+	Source string
+	// Within, when valid, keeps only blocks whose cidr lies within it
+	// (equal or more specific, same family).
+	Within netip.Prefix
+	// AddedSince, when non-zero, keeps only blocks with added >= AddedSince.
+	AddedSince time.Time
+	// AfterID is a cursor: keep only ids greater than it (less than it
+	// when Descending). Zero means from the start.
+	AfterID    int64
+	Descending bool
+	Offset     int
+	Limit      int // 0 = no limit
+}
+
+// EntryListOptions selects and pages entries.
+type EntryListOptions struct {
+	BlockID int64  // 0 = all blocks
+	Ident   string // "" = all idents
+	OpenOnly bool
+	AfterID int64
+	Offset  int
+	Limit   int // 0 = no limit
+}
+
+// CIDRState is what the store knows about one cidr when a batch of block
+// requests is planned, read under that cidr's lock.
+type CIDRState struct {
+	// Expected is the expected block with exactly this cidr, if any.
+	Expected *Block
+	// Latest is the most recently added block with exactly this cidr, in
+	// any state, if any (autoscale looks at it).
+	Latest *Block
+}
+
+// Plan is what ApplyBlocks writes.
+type Plan struct {
+	Inserts []Block // ID ignored
+	Extends []Extend
+}
+
+// Extend moves an expected block's end.
+type Extend struct {
+	BlockID   int64
+	UnblockAt time.Time // zero = indefinite
+}
+
+// PlanFunc decides, from the locked state of every cidr in a batch, what to
+// write. It must not retain the map.
+type PlanFunc func(states map[netip.Prefix]CIDRState) (Plan, error)

@@ -1,0 +1,95 @@
+package queue
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Block is a request to blackhole one CIDR. Blocks are never deleted by the
+// normal lifecycle: they are history (only Prune removes closed history).
+type Block struct {
+	ID     int64
+	CIDR   netip.Prefix // always masked (no host bits)
+	Who    string
+	Source string
+	Why    string
+	Added  time.Time
+	// UnblockAt is when the block ends; the zero time means indefinite.
+	UnblockAt     time.Time
+	SkipWhitelist bool
+	ForcedUnblock bool
+	UnblockWho    string
+	UnblockWhy    string
+}
+
+// Indefinite reports whether the block never expires on its own.
+func (b Block) Indefinite() bool { return b.UnblockAt.IsZero() }
+
+// ExpectedAt reports whether the block should be enforced at now: not
+// forced unblocked and its unblock_at is indefinite or in the future.
+func (b Block) ExpectedAt(now time.Time) bool {
+	return !b.ForcedUnblock && (b.UnblockAt.IsZero() || b.UnblockAt.After(now))
+}
+
+// Entry records one ident enforcing one block. Unique per (block, ident).
+type Entry struct {
+	ID      int64
+	BlockID int64
+	CIDR    netip.Prefix // the block's cidr, for convenience
+	Ident   string
+	Added   time.Time
+	// Removed is when the ident reported the block removed; zero while installed.
+	Removed time.Time
+	// UnblockAt is a copy of the block's unblock_at (zero = indefinite).
+	UnblockAt time.Time
+}
+
+// QueueItem is one block waiting in an ident's block queue.
+type QueueItem struct {
+	ID    int64 // block id
+	CIDR  netip.Prefix
+	Added time.Time
+}
+
+// UnblockItem is one open entry waiting in an ident's unblock queue.
+type UnblockItem struct {
+	ID        int64 // entry id
+	BlockID   int64
+	CIDR      netip.Prefix
+	Ident     string
+	Added     time.Time // when the entry was added
+	UnblockAt time.Time
+}
+
+// WhitelistEntry keeps a network off the routers.
+type WhitelistEntry struct {
+	ID    int64
+	CIDR  netip.Prefix
+	Who   string
+	Why   string
+	Added time.Time
+}
+
+// SourceBlacklistEntry rejects every block request from one source.
+type SourceBlacklistEntry struct {
+	ID     int64
+	Source string
+	Who    string
+	Why    string
+	Added  time.Time
+}
+
+// Stats is BHR's api/stats.
+type Stats struct {
+	BlockPending   int64            // expected blocks with no open entry (not current)
+	UnblockPending int64            // blocks with an open entry whose unblock_at has passed
+	Current        int64            // blocks with at least one open entry
+	Expected       int64            // expected blocks
+	Sources        map[string]int64 // expected blocks by source
+}
+
+// PruneResult says how much closed history Prune removed.
+type PruneResult struct {
+	Blocks  int64
+	Entries int64
+}
