@@ -147,12 +147,12 @@ type ListOptions struct {
 
 // EntryListOptions selects and pages entries.
 type EntryListOptions struct {
-	BlockID int64  // 0 = all blocks
-	Ident   string // "" = all idents
+	BlockID  int64  // 0 = all blocks
+	Ident    string // "" = all idents
 	OpenOnly bool
-	AfterID int64
-	Offset  int
-	Limit   int // 0 = no limit
+	AfterID  int64
+	Offset   int
+	Limit    int // 0 = no limit
 }
 
 // CIDRState is what the store knows about one cidr when a batch of block
