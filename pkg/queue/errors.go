@@ -16,6 +16,8 @@ var (
 	ErrFieldRequired   = errors.New("field required")
 	ErrConflictingEnd  = errors.New("unblock_at conflicts with duration")
 	ErrInvalidTime     = errors.New("invalid time")
+	ErrInvalidBool     = errors.New("invalid boolean")
+	ErrPastEnd         = errors.New("unblock_at in the past")
 
 	// Policy rejections: the request is well formed but refused.
 	ErrWhitelisted        = errors.New("whitelisted")
