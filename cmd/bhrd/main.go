@@ -1,0 +1,192 @@
+// Command bhrd is the BGP blackhole route injector daemon. main parses
+// flags, builds loggers, turns signals into a context and hands over to
+// internal/app; nothing else lives here.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/bhrd/bhrd/internal/app"
+	"github.com/bhrd/bhrd/pkg/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const defaultConfig = "/etc/bhrd/bhrd.yaml"
+
+const usage = `usage: bhrd <command> [flags]
+
+commands:
+  serve          run the daemon (API, queue, enforcers)
+  migrate        create or upgrade the store's schema
+  user           manage API users (add, list, disable)
+  token          manage API tokens (create, list, revoke)
+  check-config   validate a config file and print every problem
+  version        print the version
+
+Every command takes -config FILE (default ` + defaultConfig + `).
+Run "bhrd <command> -h" for its flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "serve":
+		err = cmdServe(rest, stderr)
+	case "migrate":
+		err = cmdMigrate(rest, stdout, stderr)
+	case "user":
+		err = cmdUser(rest, stdout, stderr)
+	case "token":
+		err = cmdToken(rest, stdout, stderr)
+	case "check-config":
+		err = cmdCheckConfig(rest, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "bhrd %s\n", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "bhrd: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "bhrd %s: %v\n", cmd, err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "bhrd %s: %v\n", cmd, err)
+		return 1
+	}
+}
+
+// usageError is a mistake on the command line (exit status 2).
+type usageError struct{ error }
+
+func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("bhrd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := fs.String("config", defaultConfig, "config file")
+	return fs, cfg
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+func cmdServe(args []string, stderr io.Writer) error {
+	fs, cfgPath := newFlagSet("serve", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log, _, err := app.NewLogger(cfg.Log.Level)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	a, err := app.New(ctx, app.Options{Config: cfg, Logger: log})
+	if err != nil {
+		log.Error("start failed", zap.Error(err))
+		return err
+	}
+	if err := a.Start(ctx); err != nil {
+		log.Error("start failed", zap.Error(err))
+		_ = a.Stop(context.Background())
+		return err
+	}
+	log.Info("bhrd started", zap.String("version", version), zap.String("config", *cfgPath),
+		zap.String("store", cfg.Store.Driver), zap.String("api", a.APIAddr()))
+	<-ctx.Done()
+	stop()
+	log.Info("shutting down", zap.Duration("timeout", cfg.API.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.API.ShutdownTimeout)
+	defer cancel()
+	if err := a.Stop(sctx); err != nil {
+		log.Error("shutdown", zap.Error(err))
+		return err
+	}
+	log.Info("bhrd stopped")
+	return nil
+}
+
+func cmdMigrate(args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlagSet("migrate", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	st, applied, err := app.OpenMigrated(context.Background(), cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "schema is up to date")
+		return nil
+	}
+	for _, m := range applied {
+		fmt.Fprintf(stdout, "applied %s\n", m)
+	}
+	return nil
+}
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlagSet("check-config", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if _, err := config.Load(*cfgPath); err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			for _, p := range ps {
+				fmt.Fprintf(stderr, "%s: %s: %s\n", *cfgPath, p.Key, p.Message)
+			}
+			return fmt.Errorf("%d problem(s) in %s", len(ps), *cfgPath)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
+	return nil
+}

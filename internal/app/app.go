@@ -1,0 +1,144 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/bhrd/bhrd/pkg/config"
+	"github.com/bhrd/bhrd/pkg/queue"
+)
+
+// Options configure an App.
+type Options struct {
+	Config config.Config
+	Logger *zap.Logger
+	// Clock defaults to the system clock.
+	Clock queue.Clock
+}
+
+// App is one running bhrd.
+type App struct {
+	opts  Options
+	log   *zap.Logger
+	store Store
+	svc   *queue.Service
+
+	httpSrv  *http.Server
+	listener net.Listener
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New opens and migrates the store and builds the service. Nothing
+// listens until Start.
+func New(ctx context.Context, opts Options) (*App, error) {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	st, applied, err := OpenMigrated(ctx, opts.Config.Store)
+	if err != nil {
+		return nil, err
+	}
+	if len(applied) > 0 {
+		opts.Logger.Info("schema migrated", zap.Strings("applied", applied))
+	}
+	pol, err := PolicyFromConfig(opts.Config)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	svc, err := queue.NewService(st, pol, opts.Clock)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &App{opts: opts, log: opts.Logger, store: st, svc: svc}, nil
+}
+
+// PolicyFromConfig maps the policy section to the queue's Policy.
+func PolicyFromConfig(c config.Config) (queue.Policy, error) {
+	p := c.Policy
+	return queue.Policy{
+		MinimumPrefixLen:       p.MinimumPrefixLen,
+		MinimumPrefixLenV6:     p.MinimumPrefixLenV6,
+		TimeWindowFactor:       p.TimeWindowFactor,
+		MinimumTimeWindow:      p.MinimumTimeWindow,
+		PenaltyTimeMultiplier:  p.PenaltyTimeMultiplier,
+		ReturnToBaseMultiplier: p.ReturnToBaseMultiplier,
+		ReturnToBaseFactor:     p.ReturnToBaseFactor,
+	}, nil
+}
+
+// Service returns the queue service.
+func (a *App) Service() *queue.Service { return a.svc }
+
+// Store returns the store.
+func (a *App) Store() Store { return a.store }
+
+// Start loads the lists, starts background work and the API server.
+func (a *App) Start(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	if err := a.svc.Start(runCtx); err != nil {
+		cancel()
+		return fmt.Errorf("start queue service: %w", err)
+	}
+	if d := a.opts.Config.Store.PruneAfter; d > 0 {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.pruneLoop(runCtx, d)
+		}()
+	}
+	if err := a.startAPI(runCtx); err != nil {
+		cancel()
+		return err
+	}
+	return nil
+}
+
+// pruneLoop deletes closed history hourly.
+func (a *App) pruneLoop(ctx context.Context, age time.Duration) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		res, err := a.svc.Prune(ctx, age)
+		if err != nil && ctx.Err() == nil {
+			a.log.Error("prune history", zap.Error(err))
+		} else if res.Blocks > 0 {
+			a.log.Info("pruned history", zap.Int64("blocks", res.Blocks), zap.Int64("entries", res.Entries))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Stop shuts down the API (finishing in-flight requests within ctx),
+// background work and the store.
+func (a *App) Stop(ctx context.Context) error {
+	var errs []error
+	if a.httpSrv != nil {
+		if err := a.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop api: %w", err))
+		}
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.wg.Wait()
+	if err := a.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close store: %w", err))
+	}
+	return errors.Join(errs...)
+}

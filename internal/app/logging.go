@@ -1,0 +1,34 @@
+package app
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// NewLogger builds the operational logger: JSON to stderr (journald),
+// RFC 3339 UTC times, at the given level (changeable at run time through
+// the returned AtomicLevel).
+func NewLogger(level string) (*zap.Logger, zap.AtomicLevel, error) {
+	lvl, err := zap.ParseAtomicLevel(level)
+	if err != nil {
+		return nil, lvl, fmt.Errorf("log level %q: %w", level, err)
+	}
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(EncoderConfig()), zapcore.Lock(os.Stderr), lvl)
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr))), lvl, nil
+}
+
+// EncoderConfig is the JSON layout shared by the operational and audit
+// logs: "time" in RFC 3339 UTC, "level", "msg".
+func EncoderConfig() zapcore.EncoderConfig {
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "time"
+	ec.EncodeTime = func(t time.Time, enc zapcore.PrimitiveArrayEncoder) {
+		enc.AppendString(t.UTC().Format(time.RFC3339Nano))
+	}
+	ec.EncodeDuration = zapcore.MillisDurationEncoder
+	return ec
+}
