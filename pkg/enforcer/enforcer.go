@@ -1,0 +1,410 @@
+// Package enforcer runs one goroutine per internal ident that drains the
+// ident's block and unblock queues into a Backend (BGP announcements, null
+// routes) and marks what the backend accepted as set_blocked or
+// set_unblocked, through pkg/queue directly. It is woken by the queue's
+// change notification and by a timer at the next unblock_at: there is no
+// periodic scan.
+package enforcer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/bhrd/bhrd/pkg/queue"
+)
+
+// Backend enforces prefixes. Implementations must be idempotent: adding
+// an installed prefix or removing a missing one is not an error.
+type Backend interface {
+	// Install enforces every prefix, or returns an error; a nil error
+	// means all of them were accepted.
+	Install(ctx context.Context, prefixes []netip.Prefix) error
+	// Remove stops enforcing every prefix.
+	Remove(ctx context.Context, prefixes []netip.Prefix) error
+	// Reconcile makes the backend enforce exactly want (after a restart)
+	// and reports what it had to change.
+	Reconcile(ctx context.Context, want []netip.Prefix) (added, removed int, err error)
+}
+
+// Service is what an enforcer needs of the queue.
+type Service interface {
+	BlockQueue(ctx context.Context, ident string, since time.Time, limit int) ([]queue.QueueItem, error)
+	SetBlocked(ctx context.Context, ident string, blockIDs []int64) error
+	UnblockQueue(ctx context.Context, ident string, limit int) ([]queue.UnblockItem, error)
+	SetUnblocked(ctx context.Context, entryIDs []int64) error
+	ListEntries(ctx context.Context, opts queue.EntryListOptions, fn func(queue.Entry) error) error
+	GetBlock(ctx context.Context, id int64) (queue.Block, error)
+	Changed() <-chan struct{}
+	NextUnblockAt(ctx context.Context) (time.Time, bool, error)
+	Now() time.Time
+}
+
+// Config configures one enforcer.
+type Config struct {
+	Ident string
+	// MaxPrefixes caps how many prefixes the enforcer installs; 0 = none.
+	// Past it the rest stays queued and Status reports Capped.
+	MaxPrefixes int
+	// Backoff bounds for retrying a failing backend or store.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Status is a snapshot of one enforcer, for health checks and metrics.
+type Status struct {
+	Ident       string
+	Reconciled  bool   // the start-up reconcile finished
+	Installed   int    // prefixes this enforcer has installed
+	Capped      bool   // max_prefixes reached: work is waiting
+	LastError   string // the last backend or store error, "" after a success
+	LastErrorAt time.Time
+	Applied     uint64 // prefixes installed or removed since start
+	Errors      uint64 // failed attempts since start
+}
+
+// Observer receives the enforcer's events (audit log, metrics). Any field
+// may be nil.
+type Observer struct {
+	Blocked   func(ident string, items []queue.QueueItem, d time.Duration)
+	Unblocked func(ident string, items []queue.UnblockItem, d time.Duration)
+	Failed    func(ident, op string, err error)
+}
+
+// Enforcer is one ident's loop.
+type Enforcer struct {
+	cfg     Config
+	svc     Service
+	backend Backend
+	log     *zap.Logger
+	obs     Observer
+
+	mu     sync.Mutex
+	status Status
+	// installed counts enforced prefixes per cidr (a cidr is enforced once
+	// however many open entries name it).
+	installed map[netip.Prefix]int
+}
+
+// New returns an enforcer; Run starts it.
+func New(cfg Config, svc Service, backend Backend, log *zap.Logger, obs Observer) (*Enforcer, error) {
+	if cfg.Ident == "" {
+		return nil, errors.New("enforcer: ident is required")
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 200 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Enforcer{
+		cfg: cfg, svc: svc, backend: backend, obs: obs,
+		log:       log.With(zap.String("ident", cfg.Ident)),
+		status:    Status{Ident: cfg.Ident},
+		installed: map[netip.Prefix]int{},
+	}, nil
+}
+
+// Status returns a snapshot.
+func (e *Enforcer) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.status
+	s.Installed = len(e.installed)
+	return s
+}
+
+// Ident is the enforcer's ident.
+func (e *Enforcer) Ident() string { return e.cfg.Ident }
+
+// Run reconciles the backend with the store, then drains the queues until
+// ctx ends. Backend and store errors are retried with backoff; Run
+// returns only when ctx ends.
+func (e *Enforcer) Run(ctx context.Context) error {
+	backoff := e.cfg.MinBackoff
+	for {
+		err := e.reconcile(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		e.fail("reconcile", err)
+		if !sleepCtx(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, e.cfg.MaxBackoff)
+	}
+	backoff = e.cfg.MinBackoff
+	for {
+		// Take the wake-up channel before reading the queues so that a
+		// change made while we work is never missed.
+		changed := e.svc.Changed()
+		more, err := e.step(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			e.fail("apply", err)
+			if !sleepCtx(ctx, backoff) {
+				return ctx.Err()
+			}
+			backoff = min(backoff*2, e.cfg.MaxBackoff)
+			continue
+		}
+		backoff = e.cfg.MinBackoff
+		if more {
+			continue
+		}
+		if err := e.wait(ctx, changed); err != nil {
+			return err
+		}
+	}
+}
+
+// wait sleeps until the queue changes or the next entry expires.
+func (e *Enforcer) wait(ctx context.Context, changed <-chan struct{}) error {
+	var timer <-chan time.Time
+	next, ok, err := e.svc.NextUnblockAt(ctx)
+	switch {
+	case err != nil:
+		e.fail("next expiry", err)
+		// Without the next expiry, fall back to re-checking soon.
+		timer = time.After(e.cfg.MaxBackoff)
+	case ok:
+		d := next.Sub(e.svc.Now())
+		if d < 0 {
+			d = 0
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-changed:
+	case <-timer:
+	}
+	return nil
+}
+
+// reconcile rebuilds the backend from the store: every open entry of this
+// ident is enforced, and nothing else of ours.
+func (e *Enforcer) reconcile(ctx context.Context) error {
+	counts := map[netip.Prefix]int{}
+	// Entries already past their end stay in want: the unblock step right
+	// after removes them and marks them, as it would have before a restart.
+	err := e.svc.ListEntries(ctx, queue.EntryListOptions{Ident: e.cfg.Ident, OpenOnly: true}, func(en queue.Entry) error {
+		counts[en.CIDR]++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list entries: %w", err)
+	}
+	want := make([]netip.Prefix, 0, len(counts))
+	for p := range counts {
+		want = append(want, p)
+	}
+	start := time.Now()
+	added, removed, err := e.backend.Reconcile(ctx, want)
+	if err != nil {
+		return fmt.Errorf("reconcile backend: %w", err)
+	}
+	e.mu.Lock()
+	e.installed = counts
+	e.status.Reconciled = true
+	e.status.LastError = ""
+	e.mu.Unlock()
+	e.log.Info("enforcer reconciled", zap.Int("enforced", len(want)), zap.Int("added", added),
+		zap.Int("removed", removed), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// step does one batch of unblocks and one batch of blocks. more reports
+// that a queue returned a full page, so the caller should go on at once.
+func (e *Enforcer) step(ctx context.Context) (more bool, err error) {
+	// Unblocks first: they free room under max_prefixes and they are the
+	// ones with a deadline.
+	uq, err := e.svc.UnblockQueue(ctx, e.cfg.Ident, queue.QueueLimit)
+	if err != nil {
+		return false, fmt.Errorf("unblock queue: %w", err)
+	}
+	if len(uq) > 0 {
+		if err := e.unblock(ctx, uq); err != nil {
+			return false, err
+		}
+	}
+	room := queue.QueueLimit
+	if e.cfg.MaxPrefixes > 0 {
+		e.mu.Lock()
+		room = e.cfg.MaxPrefixes - len(e.installed)
+		e.mu.Unlock()
+	}
+	if room <= 0 {
+		// Full: capped only if something is actually waiting.
+		waiting, err := e.svc.BlockQueue(ctx, e.cfg.Ident, time.Time{}, 1)
+		if err != nil {
+			return false, fmt.Errorf("block queue: %w", err)
+		}
+		e.setCapped(ctx, len(waiting) > 0)
+		return len(uq) == queue.QueueLimit, nil
+	}
+	bq, err := e.svc.BlockQueue(ctx, e.cfg.Ident, time.Time{}, min(room, queue.QueueLimit))
+	if err != nil {
+		return false, fmt.Errorf("block queue: %w", err)
+	}
+	if len(bq) > 0 {
+		if err := e.block(ctx, bq); err != nil {
+			return false, err
+		}
+	}
+	capped := false
+	if e.cfg.MaxPrefixes > 0 && len(bq) == room && room < queue.QueueLimit {
+		// We took exactly the room left; see whether more is waiting.
+		rest, err := e.svc.BlockQueue(ctx, e.cfg.Ident, time.Time{}, 1)
+		if err == nil && len(rest) > 0 {
+			capped = true
+		}
+	}
+	e.setCapped(ctx, capped)
+	return len(uq) == queue.QueueLimit || (len(bq) == queue.QueueLimit && !capped), nil
+}
+
+func (e *Enforcer) setCapped(_ context.Context, capped bool) {
+	e.mu.Lock()
+	was := e.status.Capped
+	e.status.Capped = capped
+	n := len(e.installed)
+	e.mu.Unlock()
+	switch {
+	case capped && !was:
+		e.log.Error("max_prefixes reached: further blocks stay queued until room returns",
+			zap.Int("max_prefixes", e.cfg.MaxPrefixes), zap.Int("installed", n))
+	case !capped && was:
+		e.log.Warn("below max_prefixes again: installing queued blocks",
+			zap.Int("max_prefixes", e.cfg.MaxPrefixes), zap.Int("installed", n))
+	}
+}
+
+func (e *Enforcer) block(ctx context.Context, items []queue.QueueItem) error {
+	var fresh []netip.Prefix
+	e.mu.Lock()
+	seen := map[netip.Prefix]bool{}
+	for _, it := range items {
+		if e.installed[it.CIDR] == 0 && !seen[it.CIDR] {
+			fresh = append(fresh, it.CIDR)
+			seen[it.CIDR] = true
+		}
+	}
+	e.mu.Unlock()
+	start := time.Now()
+	if len(fresh) > 0 {
+		if err := e.backend.Install(ctx, fresh); err != nil {
+			return fmt.Errorf("install %d prefixes: %w", len(fresh), err)
+		}
+	}
+	ids := make([]int64, len(items))
+	for i, it := range items {
+		ids[i] = it.ID
+	}
+	if err := e.svc.SetBlocked(ctx, e.cfg.Ident, ids); err != nil {
+		// Installed but not marked: the next pass installs again
+		// (idempotent) and marks.
+		return fmt.Errorf("set_blocked: %w", err)
+	}
+	d := time.Since(start)
+	e.mu.Lock()
+	for _, it := range items {
+		e.installed[it.CIDR]++
+	}
+	e.status.Applied += uint64(len(items))
+	e.status.LastError = ""
+	e.mu.Unlock()
+	e.log.Debug("blocked", zap.Int("count", len(items)), zap.Duration("took", d))
+	if e.obs.Blocked != nil {
+		e.obs.Blocked(e.cfg.Ident, items, d)
+	}
+	return nil
+}
+
+func (e *Enforcer) unblock(ctx context.Context, items []queue.UnblockItem) error {
+	// A cidr is removed only when its last open entry goes: a newer block
+	// for the same cidr keeps the route.
+	e.mu.Lock()
+	left := map[netip.Prefix]int{}
+	for _, it := range items {
+		if _, ok := left[it.CIDR]; !ok {
+			left[it.CIDR] = e.installed[it.CIDR]
+		}
+		left[it.CIDR]--
+	}
+	var gone []netip.Prefix
+	for p, n := range left {
+		if n <= 0 {
+			gone = append(gone, p)
+		}
+	}
+	e.mu.Unlock()
+	start := time.Now()
+	if len(gone) > 0 {
+		if err := e.backend.Remove(ctx, gone); err != nil {
+			return fmt.Errorf("remove %d prefixes: %w", len(gone), err)
+		}
+	}
+	ids := make([]int64, len(items))
+	for i, it := range items {
+		ids[i] = it.ID
+	}
+	if err := e.svc.SetUnblocked(ctx, ids); err != nil {
+		return fmt.Errorf("set_unblocked: %w", err)
+	}
+	d := time.Since(start)
+	e.mu.Lock()
+	for p, n := range left {
+		if n <= 0 {
+			delete(e.installed, p)
+		} else {
+			e.installed[p] = n
+		}
+	}
+	e.status.Applied += uint64(len(items))
+	e.status.LastError = ""
+	e.mu.Unlock()
+	e.log.Debug("unblocked", zap.Int("count", len(items)), zap.Duration("took", d))
+	if e.obs.Unblocked != nil {
+		e.obs.Unblocked(e.cfg.Ident, items, d)
+	}
+	return nil
+}
+
+func (e *Enforcer) fail(op string, err error) {
+	e.mu.Lock()
+	e.status.LastError = err.Error()
+	e.status.LastErrorAt = time.Now()
+	e.status.Errors++
+	e.mu.Unlock()
+	e.log.Error("enforcer "+op+" failed; retrying", zap.Error(err))
+	if e.obs.Failed != nil {
+		e.obs.Failed(e.cfg.Ident, op, err)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,260 @@
+package enforcer
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/bhrd/bhrd/pkg/queue"
+	"github.com/bhrd/bhrd/pkg/queue/queuetest"
+	"github.com/bhrd/bhrd/pkg/queue/sqlitestore"
+)
+
+// recordingBackend is the enforcer's own edge: it keeps the enforced set
+// in memory and can be told to fail. The real backends (BGP, null routes)
+// are tested end to end in internal/app.
+type recordingBackend struct {
+	mu      sync.Mutex
+	set     map[netip.Prefix]bool
+	failing int // fail this many more calls
+	changed chan struct{}
+}
+
+func newRecordingBackend(initial ...string) *recordingBackend {
+	b := &recordingBackend{set: map[netip.Prefix]bool{}, changed: make(chan struct{}, 1000)}
+	for _, s := range initial {
+		b.set[netip.MustParsePrefix(s)] = true
+	}
+	return b
+}
+
+var errBackend = errors.New("backend down")
+
+func (b *recordingBackend) apply(ps []netip.Prefix, on bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failing > 0 {
+		b.failing--
+		return errBackend
+	}
+	for _, p := range ps {
+		if on {
+			b.set[p] = true
+		} else {
+			delete(b.set, p)
+		}
+	}
+	b.changed <- struct{}{}
+	return nil
+}
+
+func (b *recordingBackend) Install(_ context.Context, ps []netip.Prefix) error { return b.apply(ps, true) }
+func (b *recordingBackend) Remove(_ context.Context, ps []netip.Prefix) error  { return b.apply(ps, false) }
+func (b *recordingBackend) Reconcile(_ context.Context, want []netip.Prefix) (int, int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w := map[netip.Prefix]bool{}
+	added, removed := 0, 0
+	for _, p := range want {
+		w[p] = true
+		if !b.set[p] {
+			added++
+		}
+	}
+	for p := range b.set {
+		if !w[p] {
+			removed++
+		}
+	}
+	b.set = w
+	b.changed <- struct{}{}
+	return added, removed, nil
+}
+
+func (b *recordingBackend) snapshot() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for p := range b.set {
+		out = append(out, p.String())
+	}
+	sort.Strings(out)
+	return out
+}
+
+// waitFor polls cond (cheaply, on backend changes or every 10 ms) until
+// it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func newService(t *testing.T, clock queue.Clock) *queue.Service {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "bhrd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := queue.NewService(st, queue.DefaultPolicy(), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+func start(t *testing.T, svc *queue.Service, b Backend, cfg Config) *Enforcer {
+	t.Helper()
+	if cfg.Ident == "" {
+		cfg.Ident = "null1"
+	}
+	cfg.MinBackoff, cfg.MaxBackoff = 5*time.Millisecond, 20*time.Millisecond
+	e, err := New(cfg, svc, b, zaptest.NewLogger(t), Observer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run returned %v", err)
+		}
+	})
+	return e
+}
+
+func block(t *testing.T, svc *queue.Service, cidr, dur string) queue.Block {
+	t.Helper()
+	r, err := svc.Block(context.Background(), queuetest.Req(cidr, dur))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Block
+}
+
+func entriesOf(t *testing.T, svc *queue.Service, ident string, open bool) int {
+	t.Helper()
+	n := 0
+	err := svc.ListEntries(context.Background(), queue.EntryListOptions{Ident: ident, OpenOnly: open}, func(queue.Entry) error { n++; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestBlockUnblockAndExpiry(t *testing.T) {
+	svc := newService(t, nil)
+	b := newRecordingBackend()
+	start(t, svc, b, Config{})
+	block(t, svc, "198.51.100.1", "1h")
+	block(t, svc, "2001:db8::1", "1h")
+	waitFor(t, "both installed and marked", 5*time.Second, func() bool {
+		return len(b.snapshot()) == 2 && entriesOf(t, svc, "null1", true) == 2
+	})
+	if _, err := svc.UnblockNow(context.Background(), "198.51.100.1", "admin", "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "unblock_now removed", 5*time.Second, func() bool {
+		s := b.snapshot()
+		return len(s) == 1 && s[0] == "2001:db8::1/128" && entriesOf(t, svc, "null1", true) == 1
+	})
+	// Expiry is driven by the timer at the next unblock_at, not a scan.
+	blk := block(t, svc, "198.51.100.2", "1")
+	waitFor(t, "short block installed", 5*time.Second, func() bool { return len(b.snapshot()) == 2 })
+	waitFor(t, "short block expired", 5*time.Second, func() bool {
+		return len(b.snapshot()) == 1 && entriesOf(t, svc, "null1", true) == 1
+	})
+	if late := time.Since(blk.UnblockAt); late > time.Second {
+		t.Errorf("expiry reached the backend %v after unblock_at", late)
+	}
+}
+
+func TestReconcileAtStart(t *testing.T) {
+	svc := newService(t, nil)
+	ctx := context.Background()
+	kept := block(t, svc, "198.51.100.1", "1h")
+	if err := svc.SetBlocked(ctx, "null1", []int64{kept.ID}); err != nil {
+		t.Fatal(err)
+	}
+	// The backend lost 198.51.100.1 (e.g. a reboot) and holds a stale prefix.
+	b := newRecordingBackend("203.0.113.9/32")
+	e := start(t, svc, b, Config{})
+	waitFor(t, "reconciled", 5*time.Second, func() bool { return e.Status().Reconciled })
+	got := b.snapshot()
+	if len(got) != 1 || got[0] != "198.51.100.1/32" {
+		t.Fatalf("after reconcile backend has %v", got)
+	}
+}
+
+func TestBackendErrorsAreRetriedAndNothingMarked(t *testing.T) {
+	svc := newService(t, nil)
+	b := newRecordingBackend()
+	b.failing = 1000000 // down until told otherwise
+	// Reconcile does not fail in this backend, Install does.
+	e := start(t, svc, b, Config{})
+	block(t, svc, "198.51.100.1", "1h")
+	waitFor(t, "failures recorded", 5*time.Second, func() bool { return e.Status().Errors >= 3 })
+	if n := entriesOf(t, svc, "null1", false); n != 0 {
+		t.Fatalf("%d entries marked while the backend failed", n)
+	}
+	if e.Status().LastError == "" {
+		t.Fatal("status does not show the error")
+	}
+	b.mu.Lock()
+	b.failing = 0
+	b.mu.Unlock()
+	waitFor(t, "installed after recovery", 5*time.Second, func() bool {
+		return len(b.snapshot()) == 1 && entriesOf(t, svc, "null1", true) == 1
+	})
+}
+
+func TestMaxPrefixes(t *testing.T) {
+	svc := newService(t, nil)
+	b := newRecordingBackend()
+	e := start(t, svc, b, Config{MaxPrefixes: 3})
+	for _, c := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.5"} {
+		block(t, svc, c, "1h")
+	}
+	waitFor(t, "capped at 3", 5*time.Second, func() bool {
+		return len(b.snapshot()) == 3 && e.Status().Capped
+	})
+	q, err := svc.BlockQueue(context.Background(), "null1", time.Time{}, 0)
+	if err != nil || len(q) != 2 {
+		t.Fatalf("queue while capped: %d items, %v", len(q), err)
+	}
+	if _, err := svc.UnblockNow(context.Background(), "198.51.100.1", "admin", "room"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "room used again", 5*time.Second, func() bool {
+		s := b.snapshot()
+		return len(s) == 3 && entriesOf(t, svc, "null1", true) == 3
+	})
+	if _, err := svc.UnblockNow(context.Background(), "198.51.100.2", "admin", "room"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "uncapped", 5*time.Second, func() bool {
+		return len(b.snapshot()) == 3 && !e.Status().Capped && entriesOf(t, svc, "null1", true) == 3
+	})
+}
