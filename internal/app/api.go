@@ -6,26 +6,39 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/bhrd/bhrd/pkg/api"
+	"github.com/bhrd/bhrd/pkg/auth"
 )
 
 // startAPI listens on the configured address and serves the API.
 func (a *App) startAPI(ctx context.Context) error {
 	c := a.opts.Config.API
-	handler := a.apiHandler()
+	h, err := a.newAPI()
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("api listen %s: %w", c.Listen, err)
 	}
 	a.listener = ln
 	a.httpSrv = &http.Server{
-		Handler:           handler,
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// No WriteTimeout: long polls last up to api.long_poll_max and
+		// CSV exports of a million rows take seconds.
+		IdleTimeout: 120 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ErrorLog:    zap.NewStdLog(a.log.Named("http")),
 	}
+	// Parked long polls answer at once when shutdown starts, instead of
+	// holding it up for up to api.long_poll_max.
+	a.httpSrv.RegisterOnShutdown(h.Drain)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -43,20 +56,34 @@ func (a *App) startAPI(ctx context.Context) error {
 	return nil
 }
 
+// newAPI builds the BHR API handler over the app's service and store.
+func (a *App) newAPI() (*api.API, error) {
+	cfg := a.opts.Config
+	var local []netip.Prefix
+	for _, n := range cfg.Policy.LocalNetworks {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return nil, fmt.Errorf("policy.local_networks: %q: %w", n, err)
+		}
+		local = append(local, p.Masked())
+	}
+	h, err := api.New(api.Options{
+		Service:       a.svc,
+		Auth:          auth.NewAuthenticator(a.store, auth.AuthenticatorOptions{}),
+		Logger:        a.log.Named("api"),
+		Config:        cfg.API,
+		LocalNetworks: local,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	return h, nil
+}
+
 // APIAddr is the address the API listens on (useful with port 0).
 func (a *App) APIAddr() string {
 	if a.listener == nil {
 		return ""
 	}
 	return a.listener.Addr().String()
-}
-
-// apiHandler is replaced by the BHR API router once pkg/api lands.
-func (a *App) apiHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
-	})
-	return mux
 }

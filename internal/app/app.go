@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
 
 	"github.com/bhrd/bhrd/pkg/config"
@@ -21,6 +22,9 @@ type Options struct {
 	Logger *zap.Logger
 	// Clock defaults to the system clock.
 	Clock queue.Clock
+	// Netns is the network namespace of null-route enforcers; the zero
+	// value means the process's own. Tests use a fresh namespace.
+	Netns netns.NsHandle
 }
 
 // App is one running bhrd.
@@ -32,6 +36,10 @@ type App struct {
 
 	httpSrv  *http.Server
 	listener net.Listener
+
+	enforcers []*runningEnforcer
+	enfCancel context.CancelFunc
+	enfWG     sync.WaitGroup
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -67,6 +75,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 func PolicyFromConfig(c config.Config) (queue.Policy, error) {
 	p := c.Policy
 	return queue.Policy{
+		Protected:              protectedPrefixes(c),
 		MinimumPrefixLen:       p.MinimumPrefixLen,
 		MinimumPrefixLenV6:     p.MinimumPrefixLenV6,
 		TimeWindowFactor:       p.TimeWindowFactor,
@@ -98,7 +107,12 @@ func (a *App) Start(ctx context.Context) error {
 			a.pruneLoop(runCtx, d)
 		}()
 	}
+	if err := a.startEnforcers(runCtx); err != nil {
+		cancel()
+		return err
+	}
 	if err := a.startAPI(runCtx); err != nil {
+		_ = a.stopEnforcers(context.Background())
 		cancel()
 		return err
 	}
@@ -132,6 +146,9 @@ func (a *App) Stop(ctx context.Context) error {
 		if err := a.httpSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop api: %w", err))
 		}
+	}
+	if err := a.stopEnforcers(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	if a.cancel != nil {
 		a.cancel()

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -401,6 +402,24 @@ func (c Config) validateBGP(ps *Problems) {
 
 func (c Config) validateEnforcers(ps *Problems) {
 	idents := map[string]bool{}
+	peerKnown := map[string]bool{}
+	for _, p := range c.BGP.Peers {
+		peerKnown[p.Address] = true
+		if p.Name != "" {
+			peerKnown[p.Name] = true
+		}
+	}
+	nBGP := 0
+	for _, e := range c.Enforcers {
+		if e.Type == "bgp" {
+			nBGP++
+		}
+	}
+	if nBGP > 1 && c.BGP.ListenPort != -1 {
+		ps.add("bgp.listen_port", "must be -1 with more than one bgp enforcer: each enforcer runs its own speaker, which connect out to their peers, and one listening socket can not serve several")
+	}
+	// peerOwner maps a peer to the bgp enforcer feeding it.
+	peerOwner := map[string]string{}
 	for i, e := range c.Enforcers {
 		key := fmt.Sprintf("enforcers[%d]", i)
 		if e.Ident == "" {
@@ -438,6 +457,22 @@ func (c Config) validateEnforcers(ps *Problems) {
 						ps.add(fmt.Sprintf("%s.bgp.large_communities[%d]", key, j), "%v", err)
 					}
 				}
+				for j, p := range b.Peers {
+					if !peerKnown[p] {
+						ps.add(fmt.Sprintf("%s.bgp.peers[%d]", key, j), "no peer named or addressed %q in bgp.peers", p)
+					}
+				}
+			}
+			// Two speakers can not share a peer: the router would see two
+			// sessions from one address.
+			for _, p := range c.BGP.Peers {
+				if e.BGP != nil && len(e.BGP.Peers) > 0 && !slices.Contains(e.BGP.Peers, p.Name) && !slices.Contains(e.BGP.Peers, p.Address) {
+					continue
+				}
+				if other, ok := peerOwner[p.Address]; ok {
+					ps.add(key+".bgp.peers", "peer %s is already fed by enforcer %q; give each bgp enforcer its own peers", p.Address, other)
+				}
+				peerOwner[p.Address] = e.Ident
 			}
 		case "nullroute":
 			if e.BGP != nil {

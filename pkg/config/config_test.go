@@ -25,6 +25,11 @@ func TestFixtures(t *testing.T) {
 		{file: "wrong_type.yaml", msg: "cannot unmarshal"},
 		{file: "bad_values.yaml", keys: []string{"log.level", "store.driver", "api.listen", "api.max_body_bytes", "policy", "policy.local_networks[0]"}},
 		{file: "postgres_no_url.yaml", keys: []string{"store.url"}},
+		// Listening with two speakers, an unknown peer name, and the same
+		// peer fed by both enforcers (ixp names none that exists, so it
+		// would take every peer).
+		{file: "shared_peer.yaml", keys: []string{"enforcers[1].bgp.peers"}},
+		{file: "two_bgp_enforcers.yaml", keys: []string{"bgp.listen_port", "enforcers[1].bgp.peers[0]"}},
 		{file: "bad_bgp.yaml", keys: []string{"bgp.asn", "bgp.router_id", "bgp.peers[0].address", "bgp.peers[0].asn", "bgp.peers[0].families[0]",
 			"enforcers[0].bgp.next_hop_v4", "enforcers[0].bgp.communities[1]", "enforcers[0].bgp.large_communities[0]", "enforcers[1].ident", "enforcers[1].type"}},
 	}

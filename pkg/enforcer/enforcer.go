@@ -53,6 +53,11 @@ type Config struct {
 	MaxPrefixes int
 	// Backoff bounds for retrying a failing backend or store.
 	MinBackoff, MaxBackoff time.Duration
+	// AfterReconcile, when set, runs once the start-up reconcile has
+	// succeeded, before any queue work (the BGP backend signals
+	// End-of-RIB to its peers here). An error is retried like a failed
+	// reconcile.
+	AfterReconcile func(ctx context.Context) error
 }
 
 // Status is a snapshot of one enforcer, for health checks and metrics.
@@ -218,6 +223,11 @@ func (e *Enforcer) reconcile(ctx context.Context) error {
 	added, removed, err := e.backend.Reconcile(ctx, want)
 	if err != nil {
 		return fmt.Errorf("reconcile backend: %w", err)
+	}
+	if e.cfg.AfterReconcile != nil {
+		if err := e.cfg.AfterReconcile(ctx); err != nil {
+			return fmt.Errorf("after reconcile: %w", err)
+		}
 	}
 	e.mu.Lock()
 	e.installed = counts

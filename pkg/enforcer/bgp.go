@@ -1,0 +1,87 @@
+package enforcer
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"github.com/bhrd/bhrd/pkg/bgp"
+)
+
+// BGPBackend enforces blocks as blackhole announcements of one owner (the
+// enforcer's ident) on an embedded speaker, with that enforcer's
+// attributes.
+type BGPBackend struct {
+	Speaker *bgp.Speaker
+	Owner   string
+	// NextHopV4 and NextHopV6 default to the speaker's discard addresses
+	// (192.0.2.1 and 100::1) when zero.
+	NextHopV4, NextHopV6 netip.Addr
+	Communities          []uint32
+	LargeCommunities     []bgp.LargeCommunity
+	LocalPref            uint32
+}
+
+func (b BGPBackend) routes(ps []netip.Prefix) []bgp.Route {
+	rs := make([]bgp.Route, len(ps))
+	for i, p := range ps {
+		nh := b.NextHopV6
+		if p.Addr().Is4() {
+			nh = b.NextHopV4
+		}
+		rs[i] = bgp.Route{Prefix: p, NextHop: nh, Communities: b.Communities,
+			LargeCommunities: b.LargeCommunities, LocalPref: b.LocalPref}
+	}
+	return rs
+}
+
+// Install announces the prefixes.
+func (b BGPBackend) Install(ctx context.Context, ps []netip.Prefix) error {
+	if err := b.Speaker.Announce(ctx, b.Owner, b.routes(ps)); err != nil {
+		return fmt.Errorf("bgp announce: %w", err)
+	}
+	return nil
+}
+
+// Remove withdraws exactly what this owner announced for the prefixes.
+func (b BGPBackend) Remove(ctx context.Context, ps []netip.Prefix) error {
+	if err := b.Speaker.Withdraw(ctx, b.Owner, ps); err != nil {
+		return fmt.Errorf("bgp withdraw: %w", err)
+	}
+	return nil
+}
+
+// Reconcile announces want and withdraws whatever else this owner still
+// announces. After a restart the speaker is empty, so this re-announces
+// everything; the embedder then calls Ready so that peers get End-of-RIB.
+func (b BGPBackend) Reconcile(ctx context.Context, want []netip.Prefix) (int, int, error) {
+	have := map[netip.Prefix]bool{}
+	for _, r := range b.Speaker.Announced(b.Owner) {
+		have[r.Prefix] = true
+	}
+	w := make(map[netip.Prefix]bool, len(want))
+	var add []netip.Prefix
+	for _, p := range want {
+		w[p] = true
+		if !have[p] {
+			add = append(add, p)
+		}
+	}
+	var del []netip.Prefix
+	for p := range have {
+		if !w[p] {
+			del = append(del, p)
+		}
+	}
+	// Announce is a no-op for identical attributes, so announcing all of
+	// want also corrects attributes changed in the config.
+	if err := b.Install(ctx, want); err != nil {
+		return 0, 0, err
+	}
+	if len(del) > 0 {
+		if err := b.Remove(ctx, del); err != nil {
+			return len(add), 0, err
+		}
+	}
+	return len(add), len(del), nil
+}

@@ -1,0 +1,42 @@
+package enforcer
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"github.com/bhrd/bhrd/pkg/nullroute"
+)
+
+// NullrouteBackend enforces blocks as kernel blackhole routes.
+type NullrouteBackend struct {
+	Table *nullroute.Table
+}
+
+// Install adds blackhole routes. A partial failure fails the batch: the
+// enforcer retries it whole (adding is idempotent) and marks nothing until
+// every prefix is in.
+func (b NullrouteBackend) Install(ctx context.Context, ps []netip.Prefix) error {
+	if err := b.Table.Add(ctx, ps); err != nil {
+		return fmt.Errorf("null routes: %w", err)
+	}
+	return nil
+}
+
+// Remove deletes our blackhole routes.
+func (b NullrouteBackend) Remove(ctx context.Context, ps []netip.Prefix) error {
+	if err := b.Table.Delete(ctx, ps); err != nil {
+		return fmt.Errorf("null routes: %w", err)
+	}
+	return nil
+}
+
+// Reconcile adds missing routes and deletes our tagged routes the store
+// does not expect.
+func (b NullrouteBackend) Reconcile(ctx context.Context, want []netip.Prefix) (int, int, error) {
+	added, removed, err := b.Table.Reconcile(ctx, want)
+	if err != nil {
+		return len(added), len(removed), fmt.Errorf("null routes: %w", err)
+	}
+	return len(added), len(removed), nil
+}
