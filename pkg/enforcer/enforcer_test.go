@@ -55,8 +55,12 @@ func (b *recordingBackend) apply(ps []netip.Prefix, on bool) error {
 	return nil
 }
 
-func (b *recordingBackend) Install(_ context.Context, ps []netip.Prefix) error { return b.apply(ps, true) }
-func (b *recordingBackend) Remove(_ context.Context, ps []netip.Prefix) error  { return b.apply(ps, false) }
+func (b *recordingBackend) Install(_ context.Context, ps []netip.Prefix) error {
+	return b.apply(ps, true)
+}
+func (b *recordingBackend) Remove(_ context.Context, ps []netip.Prefix) error {
+	return b.apply(ps, false)
+}
 func (b *recordingBackend) Reconcile(_ context.Context, want []netip.Prefix) (int, int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
