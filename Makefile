@@ -11,7 +11,7 @@ STATICCHECK_VERSION ?= 2026.2.2
 # BHRD_REQUIRE_ROOT=1 so that missing PostgreSQL or root fails loudly.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build run test bench lint fuzz clean
+.PHONY: all build run test bench lint fuzz clean install verify-unit
 
 all: build
 
@@ -35,6 +35,31 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(MAKE) verify-unit
+
+# systemd-analyze verify needs ExecStart to exist: check a copy of the
+# unit pointing at the freshly built binary.
+verify-unit: build
+	@if command -v systemd-analyze >/dev/null; then \
+	  d=$$(mktemp -d); sed "s|/usr/bin/bhrd|$(CURDIR)/$(BIN)|" deploy/systemd/bhrd.service > $$d/bhrd.service; \
+	  systemd-analyze verify --man=no $$d/bhrd.service && echo "systemd-analyze verify: ok"; rc=$$?; rm -rf $$d; exit $$rc; \
+	else echo "systemd-analyze not installed: unit not verified"; fi
+
+# Installs the way a Debian package would: binary, unit, sysusers and
+# tmpfiles entries, and the example config (never overwriting an existing
+# one). Then: systemd-sysusers; systemd-tmpfiles --create; see
+# docs/OPERATIONS.md.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bhrd
+	install -D -m 0644 deploy/systemd/bhrd.service $(DESTDIR)/lib/systemd/system/bhrd.service
+	install -D -m 0644 deploy/systemd/bhrd.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/bhrd.conf
+	install -D -m 0644 deploy/systemd/bhrd.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/bhrd.conf
+	install -D -m 0644 deploy/iproute2/bhrd.conf $(DESTDIR)/etc/iproute2/rt_protos.d/bhrd.conf
+	install -D -m 0644 docs/OPERATIONS.md $(DESTDIR)$(PREFIX)/share/doc/bhrd/OPERATIONS.md
+	@if [ -e $(DESTDIR)/etc/bhrd/bhrd.yaml ]; then \
+	  echo "keeping existing $(DESTDIR)/etc/bhrd/bhrd.yaml; new example in bhrd.yaml.dist"; \
+	  install -D -m 0640 configs/bhrd.yaml $(DESTDIR)/etc/bhrd/bhrd.yaml.dist; \
+	else install -D -m 0640 configs/bhrd.yaml $(DESTDIR)/etc/bhrd/bhrd.yaml; fi
 
 # Short fuzzing runs of the input parsers.
 fuzz:

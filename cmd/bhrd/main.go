@@ -135,8 +135,10 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	log.Info("bhrd started", zap.String("version", version), zap.String("config", *cfgPath),
 		zap.String("store", cfg.Store.Driver), zap.String("api", a.APIAddr()))
+	go a.Notify(ctx)
 	<-ctx.Done()
 	stop()
+	app.NotifyStopping()
 	log.Info("shutting down", zap.Duration("timeout", cfg.API.ShutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.API.ShutdownTimeout)
 	defer cancel()

@@ -70,6 +70,10 @@ type Status struct {
 	LastErrorAt time.Time
 	Applied     uint64 // prefixes installed or removed since start
 	Errors      uint64 // failed attempts since start
+	// BusySince is when the current pass over the queues started; zero
+	// while the enforcer waits for work. A pass that never ends means a
+	// hung backend or store (the watchdog looks at it).
+	BusySince time.Time
 }
 
 // Observer receives the enforcer's events (audit log, metrics). Any field
@@ -93,6 +97,8 @@ type Enforcer struct {
 	// installed counts enforced prefixes per cidr (a cidr is enforced once
 	// however many open entries name it).
 	installed map[netip.Prefix]int
+	// reconciled is closed once the start-up reconcile has succeeded.
+	reconciled chan struct{}
 }
 
 // New returns an enforcer; Run starts it.
@@ -111,9 +117,10 @@ func New(cfg Config, svc Service, backend Backend, log *zap.Logger, obs Observer
 	}
 	return &Enforcer{
 		cfg: cfg, svc: svc, backend: backend, obs: obs,
-		log:       log.With(zap.String("ident", cfg.Ident)),
-		status:    Status{Ident: cfg.Ident},
-		installed: map[netip.Prefix]int{},
+		log:        log.With(zap.String("ident", cfg.Ident)),
+		status:     Status{Ident: cfg.Ident},
+		installed:  map[netip.Prefix]int{},
+		reconciled: make(chan struct{}),
 	}, nil
 }
 
@@ -125,6 +132,9 @@ func (e *Enforcer) Status() Status {
 	s.Installed = len(e.installed)
 	return s
 }
+
+// Reconciled is closed once the backend has been rebuilt from the store.
+func (e *Enforcer) Reconciled() <-chan struct{} { return e.reconciled }
 
 // Ident is the enforcer's ident.
 func (e *Enforcer) Ident() string { return e.cfg.Ident }
@@ -153,7 +163,9 @@ func (e *Enforcer) Run(ctx context.Context) error {
 		// Take the wake-up channel before reading the queues so that a
 		// change made while we work is never missed.
 		changed := e.svc.Changed()
+		e.setBusy(time.Now())
 		more, err := e.step(ctx)
+		e.setBusy(time.Time{})
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -234,6 +246,7 @@ func (e *Enforcer) reconcile(ctx context.Context) error {
 	e.status.Reconciled = true
 	e.status.LastError = ""
 	e.mu.Unlock()
+	close(e.reconciled)
 	e.log.Info("enforcer reconciled", zap.Int("enforced", len(want)), zap.Int("added", added),
 		zap.Int("removed", removed), zap.Duration("took", time.Since(start)))
 	return nil
@@ -394,6 +407,12 @@ func (e *Enforcer) unblock(ctx context.Context, items []queue.UnblockItem) error
 		e.obs.Unblocked(e.cfg.Ident, items, d)
 	}
 	return nil
+}
+
+func (e *Enforcer) setBusy(t time.Time) {
+	e.mu.Lock()
+	e.status.BusySince = t
+	e.mu.Unlock()
 }
 
 func (e *Enforcer) fail(op string, err error) {

@@ -1,0 +1,82 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// hungAfter is how long one pass over an enforcer's queues may take
+// before the enforcer counts as hung (a pass is one batch of at most 200
+// prefixes; even a slow backend finishes it in seconds).
+const hungAfter = 2 * time.Minute
+
+// WaitReconciled blocks until every enforcer has rebuilt its backend from
+// the store (BGP peers have then been sent the full table), or ctx ends.
+func (a *App) WaitReconciled(ctx context.Context) error {
+	for _, re := range a.enforcers {
+		select {
+		case <-re.enf.Reconciled():
+		case <-ctx.Done():
+			return fmt.Errorf("enforcer %s not reconciled: %w", re.enf.Ident(), ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Ready reports whether bhrd can do its job: the store answers, every
+// enforcer has reconciled and none is stuck in one pass.
+func (a *App) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, _, err := a.svc.NextUnblockAt(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	for _, st := range a.EnforcerStatus() {
+		if !st.Reconciled {
+			return fmt.Errorf("enforcer %s: not reconciled yet", st.Ident)
+		}
+		if !st.BusySince.IsZero() && time.Since(st.BusySince) > hungAfter {
+			return fmt.Errorf("enforcer %s: one pass has taken %s", st.Ident, time.Since(st.BusySince).Round(time.Second))
+		}
+	}
+	return nil
+}
+
+// Notify tells systemd (Type=notify) that bhrd is ready once every
+// enforcer has reconciled, then pets the watchdog for as long as Ready
+// holds: a hung store or enforcer stops the pats and systemd restarts
+// bhrd. Returns when ctx ends.
+func (a *App) Notify(ctx context.Context) {
+	if err := a.WaitReconciled(ctx); err != nil {
+		return
+	}
+	if err := sdNotify("READY=1"); err != nil {
+		a.log.Warn("sd_notify READY", zap.Error(err))
+	}
+	interval := watchdogInterval()
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := a.Ready(ctx); err != nil {
+			a.log.Error("not healthy: withholding the systemd watchdog ping", zap.Error(err))
+			continue
+		}
+		if err := sdNotify("WATCHDOG=1"); err != nil {
+			a.log.Warn("sd_notify WATCHDOG", zap.Error(err))
+		}
+	}
+}
+
+// NotifyStopping tells systemd that shutdown has begun.
+func NotifyStopping() { _ = sdNotify("STOPPING=1") }
