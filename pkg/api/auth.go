@@ -1,0 +1,107 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/bhrd/bhrd/pkg/auth"
+)
+
+// DRF's messages, which BHR's clients show to their users.
+const (
+	msgNoCredentials   = "Authentication credentials were not provided."
+	msgNoPermission    = "You do not have permission to perform this action."
+	msgInvalidToken    = "Invalid token."
+	msgInvalidBasic    = "Invalid username/password."
+	msgInactive        = "User inactive or deleted."
+	msgTokenNoKey      = "Invalid token header. No credentials provided."
+	msgTokenSpaces     = "Invalid token header. Token string should not contain spaces."
+	msgBasicMalformed  = "Invalid basic header. Credentials not correctly base64 encoded."
+	wwwAuthenticateTok = `Token`
+	wwwAuthenticateBas = `Basic realm="bhrd"`
+)
+
+// authenticate checks the credentials of a request, if it carries any:
+// "Authorization: Token <key>" or HTTP Basic. Bad credentials are a 401
+// even on a public endpoint, as in DRF; no credentials leave the request
+// anonymous for require to judge. Other schemes are ignored, as DRF does.
+func (a *API) authenticate(c *gin.Context) {
+	h := c.GetHeader("Authorization")
+	if h == "" {
+		c.Next()
+		return
+	}
+	scheme, rest, _ := strings.Cut(h, " ")
+	var (
+		p   *auth.Principal
+		err error
+		bad string // message for ErrInvalidCredentials
+	)
+	switch strings.ToLower(scheme) {
+	case "token":
+		parts := strings.Fields(rest)
+		switch {
+		case len(parts) == 0:
+			unauthorized(c, msgTokenNoKey)
+			return
+		case len(parts) > 1:
+			unauthorized(c, msgTokenSpaces)
+			return
+		}
+		bad = msgInvalidToken
+		p, err = a.auth.Token(c.Request.Context(), parts[0])
+	case "basic":
+		user, pw, ok := c.Request.BasicAuth()
+		if !ok {
+			unauthorized(c, msgBasicMalformed)
+			return
+		}
+		bad = msgInvalidBasic
+		p, err = a.auth.Basic(c.Request.Context(), user, pw)
+	default:
+		c.Next()
+		return
+	}
+	switch {
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		unauthorized(c, bad)
+		return
+	case errors.Is(err, auth.ErrUserDisabled):
+		unauthorized(c, msgInactive)
+		return
+	case err != nil:
+		a.writeError(c, err)
+		return
+	}
+	c.Request = c.Request.WithContext(auth.NewContext(c.Request.Context(), p))
+	c.Next()
+}
+
+func unauthorized(c *gin.Context, msg string) {
+	c.Writer.Header().Add("WWW-Authenticate", wwwAuthenticateTok)
+	c.Writer.Header().Add("WWW-Authenticate", wwwAuthenticateBas)
+	writeJSON(c, http.StatusUnauthorized, detail(msg))
+	c.Abort()
+}
+
+// require lets the request through only for a caller holding perm: 401
+// for an anonymous caller (so that clients know to send credentials), 403
+// for one who lacks the permission.
+func (a *API) require(perm auth.Permission) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p := principalOf(c)
+		if p == nil {
+			unauthorized(c, msgNoCredentials)
+			return
+		}
+		if !p.Can(perm) {
+			writeJSON(c, http.StatusForbidden, detail(msgNoPermission))
+			c.Abort()
+			return
+		}
+		c.Next()
+	}
+}
