@@ -60,6 +60,7 @@ func (a *App) startEnforcers(ctx context.Context) error {
 			re.handle, re.table = h, t
 			backend = enforcer.NullrouteBackend{Table: t}
 		default:
+			a.stopEnforcers(context.Background())
 			return fmt.Errorf("enforcer %s: unknown type %q", ec.Ident, ec.Type)
 		}
 		enf, err := enforcer.New(enforcer.Config{
