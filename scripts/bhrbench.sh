@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs ../shared/tools/bhrbench (the load generator we compare BHR with)
+# against a real `bhrd serve` on a throw-away PostgreSQL cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH=${BHRBENCH_DIR:-../shared/tools/bhrbench}
+[ -d "$BENCH" ] || { echo "bhrbench not found at $BENCH"; exit 1; }
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+[ -n "$PGBIN" ] || { echo "PostgreSQL server binaries not installed"; exit 1; }
+work=$(mktemp -d /tmp/bhrd-bench.XXXXXX)
+chmod 755 "$work"
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres "$work"
+cleanup() {
+  [ -n "${bhrd_pid:-}" ] && kill "$bhrd_pid" 2>/dev/null && wait "$bhrd_pid" 2>/dev/null || true
+  as_pg "$PGBIN/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+port=$((20000 + RANDOM % 20000))
+as_pg "$PGBIN/initdb" -D "$work/data" -A trust -U postgres >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
+  -o "-k $work -c listen_addresses='' -p $port -c max_connections=200" start >/dev/null
+as_pg "$PGBIN/createdb" -h "$work" -p "$port" -U postgres bhrd
+api=$((20000 + RANDOM % 20000))
+cat > "$work/bhrd.yaml" <<YAML
+log: {level: warn}
+store: {driver: postgres, url: "postgres:///bhrd?host=$work&port=$port&user=postgres"}
+api: {listen: "127.0.0.1:$api", max_mblock_items: 1000}
+YAML
+make -s build
+./bin/bhrd serve -config "$work/bhrd.yaml" 2>"$work/bhrd.log" &
+bhrd_pid=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$api/bhr/api/stats" >/dev/null 2>&1 && break; sleep 0.1; done
+./bin/bhrd user add -config "$work/bhrd.yaml" -username bench -role admin >/dev/null 2>&1
+TOKEN=$(./bin/bhrd token create -config "$work/bhrd.yaml" -username bench 2>/dev/null)
+(cd "$BENCH" && go build -o "$work/bhrbench" .)
+echo "\$ bhrbench -url http://127.0.0.1:$api -scenario all ${BHRBENCH_ARGS:-}"
+"$work/bhrbench" -url "http://127.0.0.1:$api" -token "$TOKEN" -scenario all ${BHRBENCH_ARGS:-}
+echo "bhrd peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$bhrd_pid/status)"
