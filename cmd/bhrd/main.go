@@ -16,8 +16,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bhrd/bhrd/internal/app"
+	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/config"
 )
+
+// openAudit opens the audit log (log.audit); tests replace it.
+var openAudit = audit.New
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -114,16 +118,26 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, _, err := app.NewLogger(cfg.Log.Level)
+	log, level, err := app.NewLogger(cfg.Log.Level)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	aud, err := openAudit(cfg.Log.Audit)
+	if err != nil {
+		return err
+	}
+	defer aud.Close()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP is taken before start so that an early one (logrotate) is
+	// not fatal; it is handled once bhrd runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
-	a, err := app.New(ctx, app.Options{Config: cfg, Logger: log})
+	a, err := app.New(ctx, app.Options{Config: cfg, Logger: log, Audit: aud, LogLevel: &level})
 	if err != nil {
 		log.Error("start failed", zap.Error(err))
 		return err
@@ -136,7 +150,14 @@ func cmdServe(args []string, stderr io.Writer) error {
 	log.Info("bhrd started", zap.String("version", version), zap.String("config", *cfgPath),
 		zap.String("store", cfg.Store.Driver), zap.String("api", a.APIAddr()))
 	go a.Notify(ctx)
-	<-ctx.Done()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-hup:
+			reload(a, *cfgPath, log)
+		}
+	}
 	stop()
 	app.NotifyStopping()
 	log.Info("shutting down", zap.Duration("timeout", cfg.API.ShutdownTimeout))
@@ -148,6 +169,19 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	log.Info("bhrd stopped")
 	return nil
+}
+
+// reload re-reads the config file on SIGHUP. A file that does not load
+// changes nothing.
+func reload(a *app.App, path string, log *zap.Logger) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		log.Error("config reload failed; nothing changed", zap.String("file", path), zap.Error(err))
+		return
+	}
+	if _, err := a.Reload(path, cfg); err != nil {
+		log.Error("config reload failed", zap.String("file", path), zap.Error(err))
+	}
 }
 
 func cmdMigrate(args []string, stdout, stderr io.Writer) error {

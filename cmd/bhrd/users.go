@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/bhrd/bhrd/internal/app"
+	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/auth"
 	"github.com/bhrd/bhrd/pkg/config"
 )
@@ -42,13 +45,31 @@ const tokenUsage = `usage: bhrd token <create|list|revoke> [flags]
 Every subcommand takes -config FILE (default ` + defaultConfig + `).
 `
 
-// withAuth loads the config, opens (and migrates) the store and runs fn
-// with an Authenticator over it.
-func withAuth(cfgPath string, fn func(ctx context.Context, a *auth.Authenticator) error) error {
+// cliActor names the local account that ran a command, for the audit log.
+func cliActor() audit.Actor {
+	name := os.Getenv("SUDO_USER")
+	if name == "" {
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		} else {
+			name = strconv.Itoa(os.Getuid())
+		}
+	}
+	return audit.Actor{Name: "cli:" + name}
+}
+
+// withAuth loads the config, opens (and migrates) the store and the audit
+// log and runs fn with an Authenticator over it.
+func withAuth(cfgPath string, fn func(ctx context.Context, a *auth.Authenticator, aud *audit.Logger) error) error {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
 	}
+	aud, err := openAudit(cfg.Log.Audit)
+	if err != nil {
+		return err
+	}
+	defer aud.Close()
 	ctx := context.Background()
 	st, _, err := app.OpenMigrated(ctx, cfg.Store)
 	if err != nil {
@@ -56,7 +77,7 @@ func withAuth(cfgPath string, fn func(ctx context.Context, a *auth.Authenticator
 	}
 	defer st.Close()
 	// No cache: every command does one thing and exits.
-	return fn(ctx, auth.NewAuthenticator(st, auth.AuthenticatorOptions{CacheTTL: -1}))
+	return fn(ctx, auth.NewAuthenticator(st, auth.AuthenticatorOptions{CacheTTL: -1}), aud)
 }
 
 func cmdUser(args []string, stdout, stderr io.Writer) error {
@@ -102,11 +123,12 @@ func cmdUser(args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("read password from %s: %w", *pwFile, err)
 			}
 		}
-		return withAuth(*cfgPath, func(ctx context.Context, a *auth.Authenticator) error {
+		return withAuth(*cfgPath, func(ctx context.Context, a *auth.Authenticator, aud *audit.Logger) error {
 			u, err := a.AddUser(ctx, *username, password, rs)
 			if err != nil {
 				return err
 			}
+			aud.UserAdded(cliActor(), u.Username, u.Roles, password != "")
 			fmt.Fprintf(stdout, "created user %s (id %d) with roles %s\n", u.Username, u.ID, strings.Join(u.Roles, ","))
 			if password == "" {
 				fmt.Fprintf(stdout, "no password set: %s can only use API tokens (bhrd token create -username %s)\n", u.Username, u.Username)
@@ -117,7 +139,7 @@ func cmdUser(args []string, stdout, stderr io.Writer) error {
 		if err := parseFlags(fs, rest); err != nil {
 			return err
 		}
-		return withAuth(*cfgPath, func(ctx context.Context, a *auth.Authenticator) error {
+		return withAuth(*cfgPath, func(ctx context.Context, a *auth.Authenticator, _ *audit.Logger) error {
 			users, err := a.Store().ListUsers(ctx)
 			if err != nil {
 				return err
@@ -139,9 +161,14 @@ func cmdUser(args []string, stdout, stderr io.Writer) error {
 			return usageError{errors.New("-username is required")}
 		}
 		disable := sub == "disable"
-		return withAuth(*cfgPath, func(ctx context.Context, a *auth.Authenticator) error {
+		return withAuth(*cfgPath, func(ctx context.Context, a *auth.Authenticator, aud *audit.Logger) error {
 			if err := a.SetDisabled(ctx, *username, disable); err != nil {
 				return err
+			}
+			if disable {
+				aud.UserDisabled(cliActor(), *username)
+			} else {
+				aud.UserEnabled(cliActor(), *username)
 			}
 			if disable {
 				fmt.Fprintf(stdout, "disabled user %s (a running bhrd refuses it within %s)\n", *username, auth.DefaultCacheTTL)
@@ -175,11 +202,12 @@ func cmdToken(args []string, stdout, stderr io.Writer) error {
 		if *username == "" {
 			return usageError{errors.New("-username is required")}
 		}
-		return withAuth(*cfgPath, func(ctx context.Context, a *auth.Authenticator) error {
+		return withAuth(*cfgPath, func(ctx context.Context, a *auth.Authenticator, aud *audit.Logger) error {
 			secret, t, err := a.CreateToken(ctx, *username, *name)
 			if err != nil {
 				return err
 			}
+			aud.TokenCreated(cliActor(), t.ID, t.Username, *name)
 			// The secret alone on stdout, so that TOKEN=$(bhrd token create ...) works.
 			fmt.Fprintf(stderr, "created token %d for %s; it is shown only now and cannot be recovered:\n", t.ID, t.Username)
 			fmt.Fprintln(stdout, secret)
@@ -189,7 +217,7 @@ func cmdToken(args []string, stdout, stderr io.Writer) error {
 		if err := parseFlags(fs, rest); err != nil {
 			return err
 		}
-		return withAuth(*cfgPath, func(ctx context.Context, a *auth.Authenticator) error {
+		return withAuth(*cfgPath, func(ctx context.Context, a *auth.Authenticator, _ *audit.Logger) error {
 			tokens, err := a.Store().ListTokens(ctx)
 			if err != nil {
 				return err
@@ -213,10 +241,11 @@ func cmdToken(args []string, stdout, stderr io.Writer) error {
 		if *id <= 0 {
 			return usageError{errors.New("-id is required")}
 		}
-		return withAuth(*cfgPath, func(ctx context.Context, a *auth.Authenticator) error {
+		return withAuth(*cfgPath, func(ctx context.Context, a *auth.Authenticator, aud *audit.Logger) error {
 			if err := a.RevokeToken(ctx, *id); err != nil {
 				return err
 			}
+			aud.TokenRevoked(cliActor(), *id)
 			fmt.Fprintf(stdout, "revoked token %d (a running bhrd refuses it within %s)\n", *id, auth.DefaultCacheTTL)
 			return nil
 		})

@@ -11,6 +11,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/bhrd/bhrd/pkg/api"
 	"github.com/bhrd/bhrd/pkg/auth"
 )
@@ -18,10 +20,12 @@ import (
 // startAPI listens on the configured address and serves the API.
 func (a *App) startAPI(ctx context.Context) error {
 	c := a.opts.Config.API
-	h, err := a.newAPI()
+	bhr, err := a.newAPI()
 	if err != nil {
 		return err
 	}
+	h := &rootHandler{a: a, bhr: bhr, metrics: promhttp.HandlerFor(a.mets.reg, promhttp.HandlerOpts{
+		ErrorLog: zap.NewStdLog(a.log.Named("metrics")), ErrorHandling: promhttp.ContinueOnError})}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("api listen %s: %w", c.Listen, err)
@@ -38,7 +42,7 @@ func (a *App) startAPI(ctx context.Context) error {
 	}
 	// Parked long polls answer at once when shutdown starts, instead of
 	// holding it up for up to api.long_poll_max.
-	a.httpSrv.RegisterOnShutdown(h.Drain)
+	a.httpSrv.RegisterOnShutdown(bhr.Drain)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -73,6 +77,8 @@ func (a *App) newAPI() (*api.API, error) {
 		Logger:        a.log.Named("api"),
 		Config:        cfg.API,
 		LocalNetworks: local,
+		Audit:         a.audit,
+		OnRequest:     a.mets.observeRequest,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -86,4 +92,38 @@ func (a *App) APIAddr() string {
 		return ""
 	}
 	return a.listener.Addr().String()
+}
+
+// rootHandler serves the monitoring endpoints beside the BHR API: they
+// live outside /bhr/ and need no credentials (bind the API to a
+// management address, or filter /metrics in the proxy, to keep them in).
+type rootHandler struct {
+	a       *App
+	bhr     *api.API
+	metrics http.Handler
+}
+
+func (h *rootHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/metrics":
+		h.metrics.ServeHTTP(w, r)
+	case "/healthz":
+		// Alive: the process answers HTTP.
+		writePlain(w, http.StatusOK, "ok\n")
+	case "/readyz":
+		if err := h.a.Ready(r.Context()); err != nil {
+			writePlain(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+			return
+		}
+		writePlain(w, http.StatusOK, "ready\n")
+	default:
+		h.bhr.ServeHTTP(w, r)
+	}
+}
+
+func writePlain(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
 
+	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/config"
 	"github.com/bhrd/bhrd/pkg/queue"
 )
@@ -25,6 +26,11 @@ type Options struct {
 	// Netns is the network namespace of null-route enforcers; the zero
 	// value means the process's own. Tests use a fresh namespace.
 	Netns netns.NsHandle
+	// Audit receives the audit events; nil records nothing.
+	Audit *audit.Logger
+	// LogLevel, when set, is the operational logger's level, changed by
+	// Reload.
+	LogLevel *zap.AtomicLevel
 }
 
 // App is one running bhrd.
@@ -33,10 +39,17 @@ type App struct {
 	log   *zap.Logger
 	store Store
 	svc   *queue.Service
+	audit *audit.Logger
+	mets  *metrics
+
+	// reloadMu serialises reloads; cfg is the configuration in force.
+	reloadMu sync.Mutex
+	cfg      config.Config
 
 	httpSrv  *http.Server
 	listener net.Listener
 
+	enfMu     sync.RWMutex // guards enforcers against scrapes and health checks
 	enforcers []*runningEnforcer
 	enfCancel context.CancelFunc
 	enfWG     sync.WaitGroup
@@ -63,12 +76,15 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	svc, err := queue.NewService(st, pol, opts.Clock)
+	m := newMetrics()
+	svc, err := queue.NewService(countStoreErrors(st, m.storeErrors), pol, opts.Clock)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	return &App{opts: opts, log: opts.Logger, store: st, svc: svc}, nil
+	a := &App{opts: opts, log: opts.Logger, store: st, svc: svc, audit: opts.Audit, mets: m, cfg: opts.Config}
+	m.reg.MustRegister(scrapeCollector{a})
+	return a, nil
 }
 
 // PolicyFromConfig maps the policy section to the queue's Policy.

@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 
+	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/bgp"
 	"github.com/bhrd/bhrd/pkg/config"
 	"github.com/bhrd/bhrd/pkg/enforcer"
@@ -67,17 +69,19 @@ func (a *App) startEnforcers(ctx context.Context) error {
 			Ident:          ec.Ident,
 			MaxPrefixes:    ec.MaxPrefixes,
 			AfterReconcile: after,
-		}, a.svc, backend, a.log.Named("enforcer"), enforcer.Observer{})
+		}, a.svc, backend, a.log.Named("enforcer"), a.observer())
 		if err != nil {
 			a.stopEnforcers(context.Background())
 			return err
 		}
 		re.enf = enf
+		a.enfMu.Lock()
 		a.enforcers = append(a.enforcers, re)
+		a.enfMu.Unlock()
 	}
 	encCtx, cancel := context.WithCancel(ctx)
 	a.enfCancel = cancel
-	for _, re := range a.enforcers {
+	for _, re := range a.runningEnforcers() {
 		a.enfWG.Add(1)
 		go func(e *enforcer.Enforcer) {
 			defer a.enfWG.Done()
@@ -99,7 +103,7 @@ func (a *App) stopEnforcers(ctx context.Context) error {
 	var errs []error
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	for _, re := range a.enforcers {
+	for _, re := range a.runningEnforcers() {
 		if re.speaker != nil {
 			wg.Add(1)
 			go func(sp *bgp.Speaker) {
@@ -121,14 +125,51 @@ func (a *App) stopEnforcers(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
+	a.enfMu.Lock()
 	a.enforcers = nil
+	a.enfMu.Unlock()
 	return errors.Join(errs...)
+}
+
+// runningEnforcers is a snapshot of the enforcers.
+func (a *App) runningEnforcers() []*runningEnforcer {
+	a.enfMu.RLock()
+	defer a.enfMu.RUnlock()
+	return slices.Clone(a.enforcers)
+}
+
+// observer feeds the enforcers' work to the audit log (one line per
+// prefix and ident: when it was really announced or withdrawn) and to
+// the metrics.
+func (a *App) observer() enforcer.Observer {
+	return enforcer.Observer{
+		Blocked: func(ident string, items []queue.QueueItem, d time.Duration) {
+			a.mets.applySeconds.WithLabelValues(ident, "block").Observe(d.Seconds())
+			a.mets.applied.WithLabelValues(ident, "block").Add(float64(len(items)))
+			who := audit.Enforcer(ident)
+			for _, it := range items {
+				a.audit.SetBlocked(who, ident, it.ID, it.CIDR)
+			}
+		},
+		Unblocked: func(ident string, items []queue.UnblockItem, d time.Duration) {
+			a.mets.applySeconds.WithLabelValues(ident, "unblock").Observe(d.Seconds())
+			a.mets.applied.WithLabelValues(ident, "unblock").Add(float64(len(items)))
+			who := audit.Enforcer(ident)
+			for _, it := range items {
+				a.audit.SetUnblocked(who, ident, it.ID, it.BlockID, it.CIDR)
+			}
+		},
+		Failed: func(ident, op string, _ error) {
+			a.mets.applyErrors.WithLabelValues(ident, op).Inc()
+		},
+	}
 }
 
 // EnforcerStatus reports every enforcer, for health checks and metrics.
 func (a *App) EnforcerStatus() []enforcer.Status {
-	out := make([]enforcer.Status, 0, len(a.enforcers))
-	for _, re := range a.enforcers {
+	res := a.runningEnforcers()
+	out := make([]enforcer.Status, 0, len(res))
+	for _, re := range res {
 		out = append(out, re.enf.Status())
 	}
 	return out
@@ -137,7 +178,7 @@ func (a *App) EnforcerStatus() []enforcer.Status {
 // BGPPeers reports the peers of every BGP enforcer by ident.
 func (a *App) BGPPeers(ctx context.Context) (map[string][]bgp.PeerState, error) {
 	out := map[string][]bgp.PeerState{}
-	for _, re := range a.enforcers {
+	for _, re := range a.runningEnforcers() {
 		if re.speaker == nil {
 			continue
 		}
@@ -173,6 +214,7 @@ func (a *App) newBGPBackend(ctx context.Context, ec config.Enforcer, nBGP int) (
 		a.log.Info("bgp peer "+map[bool]string{true: "up", false: "down"}[ev.Up],
 			zap.String("ident", ident), zap.String("peer", ev.Address.String()),
 			zap.Uint32("peer_asn", ev.ASN), zap.String("state", ev.State))
+		a.audit.BGPPeer(ident, ev.Address, ev.ASN, ev.Up, ev.State)
 	})
 	if err := sp.Start(ctx); err != nil {
 		return nil, enforcer.BGPBackend{}, fmt.Errorf("enforcer %s: start bgp: %w", ec.Ident, err)

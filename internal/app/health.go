@@ -16,7 +16,7 @@ const hungAfter = 2 * time.Minute
 // WaitReconciled blocks until every enforcer has rebuilt its backend from
 // the store (BGP peers have then been sent the full table), or ctx ends.
 func (a *App) WaitReconciled(ctx context.Context) error {
-	for _, re := range a.enforcers {
+	for _, re := range a.runningEnforcers() {
 		select {
 		case <-re.enf.Reconciled():
 		case <-ctx.Done():
@@ -41,6 +41,10 @@ func (a *App) Ready(ctx context.Context) error {
 		if !st.BusySince.IsZero() && time.Since(st.BusySince) > hungAfter {
 			return fmt.Errorf("enforcer %s: one pass has taken %s", st.Ident, time.Since(st.BusySince).Round(time.Second))
 		}
+	}
+	// The BGP speakers answer (they were started with their enforcers).
+	if _, err := a.BGPPeers(ctx); err != nil {
+		return fmt.Errorf("bgp: %w", err)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
+	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/auth"
 	"github.com/bhrd/bhrd/pkg/config"
 	"github.com/bhrd/bhrd/pkg/queue"
@@ -38,6 +39,12 @@ type Options struct {
 	// lists keeps only blocks inside one of them (BHR marked such blocks
 	// in its pages; it is not a validation).
 	LocalNetworks []netip.Prefix
+	// Audit receives one line per state change and authentication
+	// failure; nil records nothing.
+	Audit *audit.Logger
+	// OnRequest, when set, is called once per request with its route
+	// pattern ("unmatched" for none) and status (for metrics).
+	OnRequest func(method, route string, status int, d time.Duration)
 }
 
 // API is the HTTP handler for everything under /bhr/.
@@ -45,6 +52,8 @@ type API struct {
 	svc    *queue.Service
 	auth   *auth.Authenticator
 	log    *zap.Logger
+	audit  *audit.Logger
+	onReq  func(method, route string, status int, d time.Duration)
 	cfg    config.API
 	local  []netip.Prefix
 	base   string // scheme://host[/prefix] from config, "" = from the request
@@ -83,6 +92,8 @@ func New(opts Options) (*API, error) {
 		svc:   opts.Service,
 		auth:  opts.Auth,
 		log:   opts.Logger,
+		audit: opts.Audit,
+		onReq: opts.OnRequest,
 		cfg:   c,
 		local: opts.LocalNetworks,
 		base:  base,

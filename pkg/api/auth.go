@@ -35,28 +35,32 @@ func (a *API) authenticate(c *gin.Context) {
 		return
 	}
 	scheme, rest, _ := strings.Cut(h, " ")
+	scheme = strings.ToLower(scheme)
 	var (
-		p   *auth.Principal
-		err error
-		bad string // message for ErrInvalidCredentials
+		p    *auth.Principal
+		err  error
+		bad  string // message for ErrInvalidCredentials
+		user string // the name tried with Basic, for the audit log
 	)
-	switch strings.ToLower(scheme) {
+	switch scheme {
 	case "token":
 		parts := strings.Fields(rest)
 		switch {
 		case len(parts) == 0:
-			unauthorized(c, msgTokenNoKey)
+			a.authFailed(c, scheme, "", msgTokenNoKey)
 			return
 		case len(parts) > 1:
-			unauthorized(c, msgTokenSpaces)
+			a.authFailed(c, scheme, "", msgTokenSpaces)
 			return
 		}
 		bad = msgInvalidToken
 		p, err = a.auth.Token(c.Request.Context(), parts[0])
 	case "basic":
-		user, pw, ok := c.Request.BasicAuth()
+		var pw string
+		var ok bool
+		user, pw, ok = c.Request.BasicAuth()
 		if !ok {
-			unauthorized(c, msgBasicMalformed)
+			a.authFailed(c, scheme, "", msgBasicMalformed)
 			return
 		}
 		bad = msgInvalidBasic
@@ -67,10 +71,10 @@ func (a *API) authenticate(c *gin.Context) {
 	}
 	switch {
 	case errors.Is(err, auth.ErrInvalidCredentials):
-		unauthorized(c, bad)
+		a.authFailed(c, scheme, user, bad)
 		return
 	case errors.Is(err, auth.ErrUserDisabled):
-		unauthorized(c, msgInactive)
+		a.authFailed(c, scheme, user, msgInactive)
 		return
 	case err != nil:
 		a.writeError(c, err)
@@ -78,6 +82,20 @@ func (a *API) authenticate(c *gin.Context) {
 	}
 	c.Request = c.Request.WithContext(auth.NewContext(c.Request.Context(), p))
 	c.Next()
+}
+
+// authFailed answers 401 and records the refused credentials. The
+// secret is never logged; for Basic the user name tried is the actor.
+func (a *API) authFailed(c *gin.Context, scheme, user, msg string) {
+	if a.audit != nil {
+		who := actor(c)
+		who.Name = "anonymous"
+		if user != "" {
+			who.Name = user
+		}
+		a.audit.AuthFailed(who, scheme, msg)
+	}
+	unauthorized(c, msg)
 }
 
 func unauthorized(c *gin.Context, msg string) {

@@ -58,6 +58,7 @@ func (a *API) postSourceBlacklist(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
+	a.audit.SourceBlacklistAdded(actor(c), e)
 	writeJSON(c, http.StatusCreated, sourceBlacklistObject(e))
 }
 
@@ -89,9 +90,21 @@ func (a *API) deleteSourceBlacklist(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
+	e := queue.SourceBlacklistEntry{ID: id}
+	if a.audit != nil {
+		// Read first so that the audit line can name the source.
+		if list, err := a.svc.ListSourceBlacklist(c.Request.Context()); err == nil {
+			for _, x := range list {
+				if x.ID == id {
+					e = x
+				}
+			}
+		}
+	}
 	if err := a.svc.DeleteSourceBlacklist(c.Request.Context(), id); err != nil {
 		a.writeError(c, err)
 		return
 	}
+	a.audit.SourceBlacklistDeleted(actor(c), e)
 	c.Status(http.StatusNoContent)
 }

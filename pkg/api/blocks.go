@@ -37,14 +37,17 @@ func (a *API) postBlock(c *gin.Context) {
 	}
 	req := blockRequest(in, principalOf(c))
 	if err := in.err(); err != nil {
+		a.auditRejected(c, req, err)
 		a.writeError(c, err)
 		return
 	}
 	res, err := a.svc.Block(c.Request.Context(), req)
 	if err != nil {
+		a.auditRejected(c, req, err)
 		a.writeError(c, err)
 		return
 	}
+	a.audit.Block(actor(c), res)
 	// 201 for a duplicate or an extend too, as BHR: the client gets the
 	// block that now covers its request.
 	writeJSON(c, http.StatusCreated, fullBlock(a.urlPrefix(c), res.Block))
@@ -78,6 +81,10 @@ func (a *API) postMBlock(c *gin.Context) {
 	if !bad {
 		res, err := a.svc.MBlock(c.Request.Context(), reqs)
 		if err == nil {
+			who := actor(c)
+			for _, r := range res {
+				a.audit.Block(who, r)
+			}
 			prefix := a.urlPrefix(c)
 			out := make([]any, len(res))
 			for i, r := range res {
@@ -92,6 +99,13 @@ func (a *API) postMBlock(c *gin.Context) {
 			return
 		}
 		itemErrs = be.Items
+	}
+	// Nothing of the batch was stored: every item with an error is a
+	// rejection (the valid ones are refused only with their batch).
+	for i, e := range itemErrs {
+		if e != nil {
+			a.auditRejected(c, reqs[i], e)
+		}
 	}
 	// DRF's answer for a list: one object per item, {} for a valid one.
 	body := make([]any, len(itemErrs))
@@ -129,10 +143,12 @@ func (a *API) postUnblockNow(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
-	if _, err := a.svc.UnblockNow(c.Request.Context(), cidr, principalOf(c).Username, why); err != nil {
+	b, err := a.svc.UnblockNow(c.Request.Context(), cidr, principalOf(c).Username, why)
+	if err != nil {
 		a.writeError(c, err)
 		return
 	}
+	a.audit.UnblockNow(actor(c), b)
 	writeJSON(c, http.StatusOK, statusOK)
 }
 
@@ -177,6 +193,7 @@ func (a *API) postBlockSetBlocked(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
+	a.auditSetBlocked(c, ident, []int64{id})
 	writeJSON(c, http.StatusOK, statusOK)
 }
 

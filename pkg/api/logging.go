@@ -20,6 +20,10 @@ func (a *API) accessLog(c *gin.Context) {
 		if route == "" {
 			route = "unmatched"
 		}
+		d := time.Since(start)
+		if a.onReq != nil {
+			a.onReq(c.Request.Method, route, status, d)
+		}
 		fields := []zap.Field{
 			zap.String("method", c.Request.Method),
 			zap.String("route", route),
@@ -27,7 +31,7 @@ func (a *API) accessLog(c *gin.Context) {
 			zap.Int("status", status),
 			// Milliseconds as a float: the daemon's encoder writes
 			// durations as whole milliseconds, which hides most requests.
-			zap.Float64("duration_ms", float64(time.Since(start))/float64(time.Millisecond)),
+			zap.Float64("duration_ms", float64(d)/float64(time.Millisecond)),
 			zap.Int("bytes", max(c.Writer.Size(), 0)),
 			zap.String("request_id", requestIDOf(c)),
 			zap.String("remote", c.Request.RemoteAddr),

@@ -132,6 +132,7 @@ func (a *API) postSetBlockedMulti(c *gin.Context) {
 		a.writeError(c, idsError(err, "block"))
 		return
 	}
+	a.auditSetBlocked(c, ident, ids)
 	writeJSON(c, http.StatusOK, statusOK)
 }
 
@@ -178,9 +179,11 @@ func (a *API) postSetUnblockedMulti(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
+	open := a.openEntries(c, ids)
 	if err := a.svc.SetUnblocked(c.Request.Context(), ids); err != nil {
 		a.writeError(c, idsError(err, "entry"))
 		return
 	}
+	a.auditSetUnblocked(c, open)
 	writeJSON(c, http.StatusOK, statusOK)
 }

@@ -54,6 +54,7 @@ func (a *API) postWhitelist(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
+	a.audit.WhitelistAdded(actor(c), e)
 	writeJSON(c, http.StatusCreated, whitelistObject(e))
 }
 
@@ -87,9 +88,17 @@ func (a *API) deleteWhitelist(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
+	// Read first so that the audit line can say what was deleted.
+	e := queue.WhitelistEntry{ID: id}
+	if a.audit != nil {
+		if x, err := a.svc.GetWhitelist(c.Request.Context(), id); err == nil {
+			e = x
+		}
+	}
 	if err := a.svc.DeleteWhitelist(c.Request.Context(), id); err != nil {
 		a.writeError(c, err)
 		return
 	}
+	a.audit.WhitelistDeleted(actor(c), e)
 	c.Status(http.StatusNoContent)
 }

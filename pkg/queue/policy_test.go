@@ -101,7 +101,8 @@ func BenchmarkWhitelistCheck(b *testing.B) {
 		p := netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.0/24", i/256, i%256))
 		items = append(items, indexed[WhitelistEntry]{p, WhitelistEntry{CIDR: p}})
 	}
-	s := &Service{protected: newPrefixIndex[ProtectedPrefix](nil)}
+	s := &Service{}
+	s.rules.Store(newRules(Policy{}))
 	s.whitelist.Store(newPrefixIndex(items))
 	queries := []netip.Prefix{
 		netip.MustParsePrefix("10.20.30.40/32"),  // inside an entry

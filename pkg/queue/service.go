@@ -33,11 +33,12 @@ const QueueLimit = 200
 // whitelist and source blacklist in memory indexes consistent with the
 // store, and wakes waiters on every change that may give an ident work.
 type Service struct {
-	store  Store
-	clock  Clock
-	policy Policy
+	store Store
+	clock Clock
+	// rules is swapped whole by SetPolicy, so a request sees one policy
+	// and its matching protected set, never half of each.
+	rules atomic.Pointer[rules]
 
-	protected *prefixIndex[ProtectedPrefix]
 	whitelist atomic.Pointer[prefixIndex[WhitelistEntry]]
 	blacklist atomic.Pointer[map[string]SourceBlacklistEntry]
 
@@ -86,6 +87,20 @@ type BlockRequest struct {
 	MaySkipWhitelist bool
 }
 
+// rules is a policy with its protected set indexed.
+type rules struct {
+	policy    Policy
+	protected *prefixIndex[ProtectedPrefix]
+}
+
+func newRules(p Policy) *rules {
+	prot := make([]indexed[ProtectedPrefix], 0, len(p.Protected))
+	for _, pp := range p.Protected {
+		prot = append(prot, indexed[ProtectedPrefix]{pp.Prefix, pp})
+	}
+	return &rules{policy: p, protected: newPrefixIndex(prot)}
+}
+
 // BlockResult is the block a request ended up with.
 type BlockResult struct {
 	Block   Block
@@ -100,17 +115,12 @@ func NewService(store Store, policy Policy, clock Clock) (*Service, error) {
 	if clock == nil {
 		clock = SystemClock
 	}
-	prot := make([]indexed[ProtectedPrefix], 0, len(policy.Protected))
-	for _, pp := range policy.Protected {
-		prot = append(prot, indexed[ProtectedPrefix]{pp.Prefix, pp})
-	}
 	s := &Service{
-		store:     store,
-		clock:     clock,
-		policy:    policy,
-		protected: newPrefixIndex(prot),
-		changed:   make(chan struct{}),
+		store:   store,
+		clock:   clock,
+		changed: make(chan struct{}),
 	}
+	s.rules.Store(newRules(policy))
 	return s, nil
 }
 
@@ -142,7 +152,18 @@ func (s *Service) Start(ctx context.Context) error {
 func (s *Service) Store() Store { return s.store }
 
 // Policy returns the rules in force.
-func (s *Service) Policy() Policy { return s.policy }
+func (s *Service) Policy() Policy { return s.rules.Load().policy }
+
+// SetPolicy replaces the rules for requests from now on (a config
+// reload); requests in flight finish under the old ones. Stored blocks
+// are not re-judged: a block accepted under the old rules stays.
+func (s *Service) SetPolicy(p Policy) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	s.rules.Store(newRules(p))
+	return nil
+}
 
 // Now is the service clock's time, at the stores' precision.
 func (s *Service) Now() time.Time {
@@ -208,6 +229,7 @@ type checked struct {
 // validate applies the field rules and the policy to one request.
 func (s *Service) validate(r BlockRequest, now time.Time) (checked, error) {
 	c := checked{req: r}
+	rl := s.rules.Load()
 	var err error
 	if c.cidr, err = ParseCIDR(r.CIDR); err != nil {
 		return c, err
@@ -236,7 +258,7 @@ func (s *Service) validate(r BlockRequest, now time.Time) (checked, error) {
 		}
 	}
 	// The protected set is checked before anything can skip it.
-	if pp, ok := s.protected.overlap(c.cidr); ok {
+	if pp, ok := rl.protected.overlap(c.cidr); ok {
 		return c, policyErr(ErrProtectedAddresses, "protected: %s overlaps %s (%s)", c.cidr, pp.Prefix, pp.Reason)
 	}
 	if r.SkipWhitelist {
@@ -250,7 +272,7 @@ func (s *Service) validate(r BlockRequest, now time.Time) (checked, error) {
 			return c, policyErr(ErrSourceBlacklisted, "Source %s is blacklisted", r.Source)
 		}
 	}
-	if c.cidr.Bits() < s.policy.minPrefixLen(c.cidr) {
+	if c.cidr.Bits() < rl.policy.minPrefixLen(c.cidr) {
 		return c, policyErr(ErrPrefixTooShort, "Prefix length in %s is too small", c.cidr)
 	}
 	if e, ok := s.whitelist.Load().overlap(c.cidr); ok {
@@ -266,7 +288,7 @@ func (s *Service) validate(r BlockRequest, now time.Time) (checked, error) {
 // WhitelistCheck tells whether cidr would be refused by the whitelist or
 // the protected set (for the API's dry runs and for benchmarks).
 func (s *Service) WhitelistCheck(cidr netip.Prefix) (string, bool) {
-	if pp, ok := s.protected.overlap(cidr); ok {
+	if pp, ok := s.rules.Load().protected.overlap(cidr); ok {
 		return pp.Prefix.String(), true
 	}
 	if e, ok := s.whitelist.Load().overlap(cidr); ok {
@@ -313,6 +335,7 @@ func (s *Service) MBlock(ctx context.Context, reqs []BlockRequest) ([]BlockResul
 			cidrs = append(cidrs, it.cidr)
 		}
 	}
+	pol := s.rules.Load().policy
 	results := make([]BlockResult, len(items))
 	// insertAt maps a Plan.Inserts index to the results index it fills.
 	var insertAt []int
@@ -362,7 +385,7 @@ func (s *Service) MBlock(ctx context.Context, reqs []BlockRequest) ([]BlockResul
 			}
 			d := it.duration
 			if it.req.Autoscale && d > 0 && it.end.IsZero() {
-				d = s.policy.Autoscale(d, st.Latest, now)
+				d = pol.Autoscale(d, st.Latest, now)
 			}
 			end, _ := s.endOf(it, d, now)
 			b := Block{

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bhrd/bhrd/internal/bgptest"
+	"github.com/bhrd/bhrd/pkg/bgp"
+)
+
+// syncBuffer collects a child's stderr while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// buildBinary builds bhrd into dir.
+func buildBinary(t *testing.T, dir string) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go tool not found: %v", err)
+	}
+	bin := filepath.Join(dir, "bhrd")
+	out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func fileContains(path, s string) (bool, string) {
+	b, _ := os.ReadFile(path)
+	return strings.Contains(string(b), s), string(b)
+}
+
+// TestProcess runs the real binary: user and token commands, serve with
+// an embedded store and a BGP enforcer peering with an in-test GoBGP
+// router, readiness through /readyz, a block over HTTP seen in the audit
+// file, /metrics and the router's RIB, then SIGHUP and SIGTERM.
+func TestProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	bin := buildBinary(t, dir)
+	r := bgptest.NewRouter(t, testRouterASN)
+	r.AddPeer(testSpeakerASN, bgptest.PeerOptions{})
+	port := bgptest.FreePort(t)
+	auditPath := filepath.Join(dir, "audit.log")
+	cfgPath := filepath.Join(dir, "bhrd.yaml")
+	writeCfg := func(level string, minLen int) {
+		y := fmt.Sprintf(`log:
+  level: %s
+  audit: %s
+store:
+  driver: sqlite
+  path: %s
+api:
+  listen: 127.0.0.1:%d
+  shutdown_timeout: 5s
+policy:
+  minimum_prefixlen: %d
+bgp:
+  asn: %d
+  router_id: 192.0.2.254
+  listen_port: -1
+  peers:
+    - name: router
+      address: 127.0.0.1
+      asn: %d
+      port: %d
+      hold_time: 9s
+enforcers:
+  - ident: %s
+    type: bgp
+`, level, auditPath, filepath.Join(dir, "bhrd.db"), port, minLen, testSpeakerASN, testRouterASN, r.Port, testIdent)
+		if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg("info", 24)
+
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(bin, args...).Output()
+		if err != nil {
+			t.Fatalf("bhrd %v: %v", args, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run("user", "add", "-config", cfgPath, "-username", "alice", "-role", "admin")
+	token := run("token", "create", "-config", cfgPath, "-username", "alice")
+
+	var logBuf syncBuffer
+	cmd := exec.Command(bin, "serve", "-config", cfgPath)
+	cmd.Stderr = &logBuf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("bhrd log:\n%s", logBuf.String())
+		}
+	}()
+
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	client := &http.Client{Timeout: 5 * time.Second}
+	bgptest.WaitFor(t, 30*time.Second, "/readyz", func() (bool, string) {
+		resp, err := client.Get(base + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status
+	})
+
+	form := url.Values{"cidr": {"203.0.113.7"}, "source": {"test"}, "why": {"process test"}, "duration": {"300"}}
+	req, _ := http.NewRequest("POST", base+"/bhr/api/block", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Token "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("block: %s", resp.Status)
+	}
+
+	r.WaitRIB(bgp.IPv4Unicast, 20*time.Second, []netip.Prefix{netip.MustParsePrefix("203.0.113.7/32")}, nil)
+	bgptest.WaitFor(t, 10*time.Second, "audit lines", func() (bool, string) {
+		b, _ := os.ReadFile(auditPath)
+		s := string(b)
+		ok := strings.Contains(s, `"event":"block_created"`) && strings.Contains(s, `"cidr":"203.0.113.7/32"`) &&
+			strings.Contains(s, `"actor":"alice"`) && strings.Contains(s, `"event":"set_blocked"`) &&
+			strings.Contains(s, `"event":"token_created"`) && strings.Contains(s, `"event":"bgp_peer_up"`)
+		return ok, s
+	})
+	bgptest.WaitFor(t, 10*time.Second, "metrics", func() (bool, string) {
+		resp, err := client.Get(base + "/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		s := b.String()
+		return strings.Contains(s, `bhrd_blocks{state="current"} 1`) &&
+			strings.Contains(s, `bhrd_bgp_prefixes_advertised{ident="r1",peer="127.0.0.1"} 1`), s
+	})
+
+	// SIGHUP after logrotate moved the audit file: a new file, the
+	// reload in both logs, and what needs a restart.
+	if err := os.Rename(auditPath, auditPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	writeCfg("debug", 23)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	bgptest.WaitFor(t, 10*time.Second, "config_reloaded in the new audit file", func() (bool, string) {
+		return fileContains(auditPath, `"event":"config_reloaded"`)
+	})
+	if ok, s := fileContains(auditPath, `"applied":["log.level","policy","log.audit (reopened)"]`); !ok {
+		t.Errorf("config_reloaded line: %s", s)
+	}
+	if !strings.Contains(logBuf.String(), `"msg":"config reloaded"`) {
+		t.Errorf("no config reloaded line in the log")
+	}
+
+	// A broken file changes nothing and does not stop bhrd.
+	if err := os.WriteFile(cfgPath, []byte("nonsense: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	bgptest.WaitFor(t, 10*time.Second, "reload failure logged", func() (bool, string) {
+		return strings.Contains(logBuf.String(), "config reload failed; nothing changed"), ""
+	})
+
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("bhrd did not exit within 15s of SIGTERM (shutdown_timeout 5s)")
+	}
+	t.Logf("stopped in %s", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(logBuf.String(), `"msg":"bhrd stopped"`) {
+		t.Errorf("no \"bhrd stopped\" in the log")
+	}
+}

@@ -1,0 +1,161 @@
+package app
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/bhrd/bhrd/pkg/queue"
+)
+
+// metrics are bhrd's Prometheus metrics, in a registry of the App's own
+// so that several Apps (tests) never share counters.
+type metrics struct {
+	reg *prometheus.Registry
+
+	applySeconds *prometheus.HistogramVec // ident, op
+	applied      *prometheus.CounterVec   // ident, op
+	applyErrors  *prometheus.CounterVec   // ident, op
+	httpSeconds  *prometheus.HistogramVec // method, route, status
+	storeErrors  prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		applySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "bhrd_enforcer_apply_duration_seconds",
+			Help: "Time to apply one batch to a backend and record it in the store, by enforcer ident and operation (block, unblock).",
+			// A BGP batch takes about a millisecond, a netlink batch of
+			// 200 routes a few; seconds mean trouble.
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
+		}, []string{"ident", "op"}),
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bhrd_enforcer_applied_total",
+			Help: "Queue items applied (blocks installed, entries removed), by enforcer ident and operation.",
+		}, []string{"ident", "op"}),
+		applyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bhrd_enforcer_errors_total",
+			Help: "Failed enforcer attempts (retried with backoff), by ident and operation (reconcile, apply, next expiry).",
+		}, []string{"ident", "op"}),
+		httpSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "bhrd_http_request_duration_seconds",
+			Help:    "API request duration by method, route pattern and status (long polls included).",
+			Buckets: []float64{.001, .005, .025, .1, .5, 2.5, 10, 60},
+		}, []string{"method", "route", "status"}),
+		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bhrd_store_errors_total",
+			Help: "Store calls that failed for a reason other than the request itself (connection, disk, timeouts).",
+		}),
+	}
+	m.reg.MustRegister(m.applySeconds, m.applied, m.applyErrors, m.httpSeconds, m.storeErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observeRequest(method, route string, status int, d time.Duration) {
+	m.httpSeconds.WithLabelValues(method, route, strconv.Itoa(status)).Observe(d.Seconds())
+}
+
+// scrapeCollector reads the state the metrics describe at scrape time
+// (blocks by state, queues, BGP peers, installed prefixes), so that they
+// are never stale and cost nothing between scrapes.
+type scrapeCollector struct{ a *App }
+
+var (
+	descBlocks = prometheus.NewDesc("bhrd_blocks", "Blocks by state (BHR's api/stats: expected, current, block_pending, unblock_pending).",
+		[]string{"state"}, nil)
+	descQueueDepth = prometheus.NewDesc("bhrd_queue_depth",
+		"Items waiting in an enforcer's queue (block or unblock), counted up to one page of 200.", []string{"ident", "queue"}, nil)
+	descQueueAge = prometheus.NewDesc("bhrd_queue_oldest_age_seconds",
+		"Age of the oldest waiting item of an enforcer's queue (since the block was added, or since the entry's unblock_at passed); 0 when empty.",
+		[]string{"ident", "queue"}, nil)
+	descReconciled = prometheus.NewDesc("bhrd_enforcer_reconciled", "1 once the enforcer rebuilt its backend from the store.", []string{"ident", "type"}, nil)
+	descCapped     = prometheus.NewDesc("bhrd_enforcer_capped", "1 while max_prefixes holds blocks back.", []string{"ident", "type"}, nil)
+	descInstalled  = prometheus.NewDesc("bhrd_enforcer_installed_prefixes",
+		"Prefixes the enforcer enforces now (null routes installed for type nullroute, announcements for type bgp).", []string{"ident", "type"}, nil)
+	descPeerUp = prometheus.NewDesc("bhrd_bgp_peer_up", "1 while the BGP session is established.",
+		[]string{"ident", "peer", "peer_asn", "state"}, nil)
+	descPeerSent  = prometheus.NewDesc("bhrd_bgp_prefixes_advertised", "Prefixes advertised to the peer.", []string{"ident", "peer"}, nil)
+	descScrapeErr = prometheus.NewDesc("bhrd_scrape_errors", "1 when part of the state could not be read for this scrape.", []string{"part"}, nil)
+)
+
+func (c scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descBlocks, descQueueDepth, descQueueAge, descReconciled, descCapped,
+		descInstalled, descPeerUp, descPeerSent, descScrapeErr} {
+		ch <- d
+	}
+}
+
+func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
+	a := c.a
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	failed := map[string]bool{}
+	if st, err := a.svc.Stats(ctx); err == nil {
+		gauge(descBlocks, float64(st.Expected), "expected")
+		gauge(descBlocks, float64(st.Current), "current")
+		gauge(descBlocks, float64(st.BlockPending), "block_pending")
+		gauge(descBlocks, float64(st.UnblockPending), "unblock_pending")
+	} else {
+		failed["blocks"] = true
+	}
+	now := a.svc.Now()
+	for _, re := range a.runningEnforcers() {
+		ident := re.enf.Ident()
+		typ := "bgp"
+		if re.table != nil {
+			typ = "nullroute"
+		}
+		st := re.enf.Status()
+		gauge(descReconciled, b2f(st.Reconciled), ident, typ)
+		gauge(descCapped, b2f(st.Capped), ident, typ)
+		gauge(descInstalled, float64(st.Installed), ident, typ)
+		if bq, err := a.svc.BlockQueue(ctx, ident, time.Time{}, queue.QueueLimit); err == nil {
+			age := 0.0
+			if len(bq) > 0 {
+				age = now.Sub(bq[0].Added).Seconds()
+			}
+			gauge(descQueueDepth, float64(len(bq)), ident, "block")
+			gauge(descQueueAge, max(age, 0), ident, "block")
+		} else {
+			failed["queues"] = true
+		}
+		if uq, err := a.svc.UnblockQueue(ctx, ident, queue.QueueLimit); err == nil {
+			age := 0.0
+			if len(uq) > 0 {
+				age = now.Sub(uq[0].UnblockAt).Seconds()
+			}
+			gauge(descQueueDepth, float64(len(uq)), ident, "unblock")
+			gauge(descQueueAge, max(age, 0), ident, "unblock")
+		} else {
+			failed["queues"] = true
+		}
+	}
+	if peers, err := a.BGPPeers(ctx); err == nil {
+		for ident, ps := range peers {
+			for _, p := range ps {
+				gauge(descPeerUp, b2f(p.Up), ident, p.Address.String(), strconv.FormatUint(uint64(p.ASN), 10), p.State)
+				gauge(descPeerSent, float64(p.PrefixesSent), ident, p.Address.String())
+			}
+		}
+	} else {
+		failed["bgp"] = true
+	}
+	for _, part := range []string{"blocks", "queues", "bgp"} {
+		gauge(descScrapeErr, b2f(failed[part]), part)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,179 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// The fixed keys of every line (besides "time" and "event").
+const (
+	KeyActor      = "actor"
+	KeyTokenID    = "token_id"
+	KeyRemoteAddr = "remote_addr"
+	KeyRequestID  = "request_id"
+)
+
+// System is the actor of changes bhrd makes by itself (config reloads).
+const System = "system"
+
+// Actor is who did something and through what: an API user (with the
+// token it used, if any), an internal enforcer, a local command.
+type Actor struct {
+	// Name is the user name, "enforcer:<ident>", "cli:<os user>" or
+	// "system".
+	Name       string
+	TokenID    int64 // 0 when no token was used
+	RemoteAddr string
+	RequestID  string
+}
+
+// Enforcer is the actor of an internal enforcer.
+func Enforcer(ident string) Actor { return Actor{Name: "enforcer:" + ident} }
+
+func (a Actor) fields() []zap.Field {
+	f := make([]zap.Field, 0, 4)
+	f = append(f, zap.String(KeyActor, a.Name))
+	if a.TokenID != 0 {
+		f = append(f, zap.Int64(KeyTokenID, a.TokenID))
+	}
+	return append(f, zap.String(KeyRemoteAddr, a.RemoteAddr), zap.String(KeyRequestID, a.RequestID))
+}
+
+// Logger writes audit events.
+type Logger struct {
+	log *zap.Logger
+	out *reopener // nil for stderr and for caller-supplied cores
+}
+
+// New opens the audit log at dest: "stderr" (or "") or a file path,
+// appended to and created 0640 when missing.
+func New(dest string) (*Logger, error) {
+	if dest == "" || dest == "stderr" {
+		return NewWithCore(zapcore.NewCore(zapcore.NewJSONEncoder(EncoderConfig()), zapcore.Lock(os.Stderr), zapcore.InfoLevel)), nil
+	}
+	r := &reopener{path: dest}
+	if err := r.Reopen(); err != nil {
+		return nil, err
+	}
+	l := NewWithCore(zapcore.NewCore(zapcore.NewJSONEncoder(EncoderConfig()), r, zapcore.InfoLevel))
+	l.out = r
+	return l, nil
+}
+
+// NewWithCore builds a Logger over any core (tests use zap's observer).
+// No sampling is added: every event is written.
+func NewWithCore(core zapcore.Core) *Logger {
+	return &Logger{log: zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr)))}
+}
+
+// EncoderConfig is the audit line layout: "time" (RFC 3339, UTC) and
+// "event", then the fields. No level: every line is an event.
+func EncoderConfig() zapcore.EncoderConfig {
+	return zapcore.EncoderConfig{
+		TimeKey:    "time",
+		MessageKey: "event",
+		LineEnding: zapcore.DefaultLineEnding,
+		EncodeTime: func(t time.Time, enc zapcore.PrimitiveArrayEncoder) {
+			enc.AppendString(t.UTC().Format(time.RFC3339Nano))
+		},
+		EncodeDuration: zapcore.StringDurationEncoder,
+	}
+}
+
+// Reopen closes and reopens the audit file, for logrotate's
+// postrotate (SIGHUP). It does nothing when the log goes to stderr.
+func (l *Logger) Reopen() error {
+	if l == nil || l.out == nil {
+		return nil
+	}
+	return l.out.Reopen()
+}
+
+// Path is the audit file, "" for stderr.
+func (l *Logger) Path() string {
+	if l == nil || l.out == nil {
+		return ""
+	}
+	return l.out.path
+}
+
+// Close flushes and closes the audit file.
+func (l *Logger) Close() error {
+	if l == nil {
+		return nil
+	}
+	// Sync on a terminal or pipe fails with EINVAL: only a file's
+	// Sync error matters.
+	err := l.log.Sync()
+	if l.out == nil {
+		return nil
+	}
+	return errors.Join(err, l.out.Close())
+}
+
+func (l *Logger) emit(event string, a Actor, f ...zap.Field) {
+	if l == nil {
+		return
+	}
+	l.log.Info(event, append(a.fields(), f...)...)
+}
+
+// reopener is a file WriteSyncer whose file can be swapped under it.
+type reopener struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+func (r *reopener) Reopen() error {
+	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	r.mu.Lock()
+	old := r.f
+	r.f = f
+	r.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
+	return nil
+}
+
+func (r *reopener) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f == nil {
+		return 0, os.ErrClosed
+	}
+	return r.f.Write(p)
+}
+
+func (r *reopener) Sync() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f == nil {
+		return nil
+	}
+	return r.f.Sync()
+}
+
+func (r *reopener) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f == nil {
+		return nil
+	}
+	err := r.f.Close()
+	r.f = nil
+	if err != nil {
+		return fmt.Errorf("close audit log: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,109 @@
+package audit_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bhrd/bhrd/pkg/audit"
+	"github.com/bhrd/bhrd/pkg/queue"
+)
+
+func readLines(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q is not JSON: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestFileLinesAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	l, err := audit.New(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	a := audit.Actor{Name: "alice", TokenID: 7, RemoteAddr: "192.0.2.1:5555", RequestID: "r1"}
+	end := time.Date(2030, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600))
+	l.Block(a, queue.BlockResult{Outcome: queue.Created, Block: queue.Block{
+		ID: 42, CIDR: netip.MustParsePrefix("203.0.113.7/32"), Source: "ids", Why: "scan", UnblockAt: end}})
+
+	// logrotate: move the file away, then reopen.
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	l.SetBlocked(audit.Enforcer("r1"), "r1", 42, netip.MustParsePrefix("203.0.113.7/32"))
+
+	old := readLines(t, path+".1")
+	if len(old) != 1 {
+		t.Fatalf("rotated file has %d lines, want 1", len(old))
+	}
+	b := old[0]
+	want := map[string]any{"event": "block_created", "actor": "alice", "token_id": 7.0, "remote_addr": "192.0.2.1:5555",
+		"request_id": "r1", "cidr": "203.0.113.7/32", "block_id": 42.0, "source": "ids", "why": "scan",
+		"unblock_at": "2030-01-02T02:04:05Z", "skip_whitelist": false}
+	for k, v := range want {
+		if b[k] != v {
+			t.Errorf("%s = %#v, want %#v (line %v)", k, b[k], v, b)
+		}
+	}
+	tm, err := time.Parse(time.RFC3339Nano, b["time"].(string))
+	if err != nil || tm.Location() != time.UTC {
+		t.Errorf("time %v: want RFC 3339 UTC (%v)", b["time"], err)
+	}
+	if _, ok := b["level"]; ok {
+		t.Errorf("audit lines carry no level: %v", b)
+	}
+
+	cur := readLines(t, path)
+	if len(cur) != 1 || cur[0]["event"] != "set_blocked" || cur[0]["actor"] != "enforcer:r1" {
+		t.Fatalf("new file: %v", cur)
+	}
+	// Fixed keys are present even for internal actors; token_id only
+	// when a token was used.
+	for _, k := range []string{"time", "event", "actor", "remote_addr", "request_id"} {
+		if _, ok := cur[0][k]; !ok {
+			t.Errorf("key %s missing: %v", k, cur[0])
+		}
+	}
+	if _, ok := cur[0]["token_id"]; ok {
+		t.Errorf("token_id without a token: %v", cur[0])
+	}
+}
+
+func TestNilLoggerRecordsNothing(t *testing.T) {
+	var l *audit.Logger
+	l.BlockRejected(audit.Actor{}, "x", "y", "z", "r")
+	if err := l.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewBadPath(t *testing.T) {
+	if _, err := audit.New(filepath.Join(t.TempDir(), "missing", "audit.log")); err == nil {
+		t.Fatal("want an error for a file in a missing directory")
+	}
+}
