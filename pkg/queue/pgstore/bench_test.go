@@ -1,0 +1,277 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bhrd/bhrd/pkg/queue"
+	"github.com/jackc/pgx/v5"
+)
+
+// benchCIDR is the i-th /32 of 100.64.0.0/10 onwards.
+func benchCIDR(i int) netip.Prefix {
+	v := uint32(0x64400000) + uint32(i)
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), 32)
+}
+
+// benchStore is a migrated store with two registered idents, so that every
+// insert also queues its block twice, as in a small deployment.
+func benchStore(b *testing.B) *Store {
+	b.Helper()
+	s := openStore(b)
+	for _, ident := range []string{"bgp1", "bgp2"} {
+		if _, err := s.BlockQueue(context.Background(), ident, at(0), time.Time{}, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s
+}
+
+// newBlockPlan is the Service's plan: insert unless expected.
+func newBlockPlan(batch []netip.Prefix, now time.Time) queue.PlanFunc {
+	return func(st map[netip.Prefix]queue.CIDRState) (queue.Plan, error) {
+		var p queue.Plan
+		for _, c := range batch {
+			if st[c].Expected == nil {
+				p.Inserts = append(p.Inserts, queue.Block{CIDR: c, Who: "bench", Source: "bench", Why: "bench", Added: now, UnblockAt: now.Add(time.Hour)})
+			}
+		}
+		return p, nil
+	}
+}
+
+func BenchmarkPGApplyBlocksSingle(b *testing.B) {
+	ctx := context.Background()
+	s := benchStore(b)
+	i := 0
+	for b.Loop() {
+		c := []netip.Prefix{benchCIDR(i)}
+		got, err := s.ApplyBlocks(ctx, c, at(0), newBlockPlan(c, at(0)))
+		if err != nil || len(got) != 1 {
+			b.Fatalf("apply: %v, %d blocks", err, len(got))
+		}
+		i++
+	}
+	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "blocks/s")
+}
+
+func BenchmarkPGApplyBlocksBatch1000(b *testing.B) {
+	ctx := context.Background()
+	s := benchStore(b)
+	const size = 1000
+	n := 0
+	for b.Loop() {
+		batch := make([]netip.Prefix, size)
+		for k := range batch {
+			batch[k] = benchCIDR(n + k)
+		}
+		got, err := s.ApplyBlocks(ctx, batch, at(0), newBlockPlan(batch, at(0)))
+		if err != nil || len(got) != size {
+			b.Fatalf("apply: %v, %d blocks", err, len(got))
+		}
+		n += size
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "blocks/s")
+}
+
+// Concurrent single-block writers on distinct cidrs: per-cidr locks let
+// their commits overlap.
+func BenchmarkPGApplyBlocksParallel(b *testing.B) {
+	ctx := context.Background()
+	s := benchStore(b)
+	var next = make(chan int, 1)
+	next <- 0
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := <-next
+			next <- i + 1
+			c := []netip.Prefix{benchCIDR(i)}
+			if _, err := s.ApplyBlocks(ctx, c, at(0), newBlockPlan(c, at(0))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "blocks/s")
+}
+
+// The seeded history, at now = t0:
+//
+//	H: 1,000,000 expired blocks over 300,000 /32s of 10.0.0.0/8, each with
+//	   a closed entry of ident "full";
+//	E: 100,000 expected blocks (11.0.0.0/8), open entries of "full" and "part";
+//	P: 100 expected blocks (12.0.0.0/8), open entries of "full" only, so
+//	   "part" has them pending;
+//	D: 150 expired blocks (13.0.0.0/8) with open entries of "full": its
+//	   unblock queue.
+const seedSQL = `
+INSERT INTO blocks (cidr, who, source, why, added, unblock_at)
+SELECT set_masklen('10.0.0.0'::inet + (i % 300000), 32)::cidr, 'seed', 'src' || (i % 5), 'history',
+       $1::timestamptz - make_interval(secs => 3000000 - i),
+       $1::timestamptz - make_interval(secs => 3000000 - i) + interval '1 hour'
+FROM generate_series(1, 1000000) i;
+
+INSERT INTO entries (block_id, ident, added, removed, unblock_at)
+SELECT id, 'full', added, unblock_at, unblock_at FROM blocks;
+
+INSERT INTO blocks (cidr, who, source, why, added, unblock_at)
+SELECT set_masklen('11.0.0.0'::inet + i, 32)::cidr, 'seed', 'src' || (i % 5), 'expected',
+       $1::timestamptz - interval '1 hour', $1::timestamptz + interval '1 day'
+FROM generate_series(1, 100000) i;
+
+INSERT INTO blocks (cidr, who, source, why, added, unblock_at)
+SELECT set_masklen('12.0.0.0'::inet + i, 32)::cidr, 'seed', 'src', 'pending',
+       $1::timestamptz - interval '1 minute', $1::timestamptz + interval '1 day'
+FROM generate_series(1, 100) i;
+
+INSERT INTO blocks (cidr, who, source, why, added, unblock_at)
+SELECT set_masklen('13.0.0.0'::inet + i, 32)::cidr, 'seed', 'src', 'due',
+       $1::timestamptz - interval '2 hours', $1::timestamptz - make_interval(secs => i)
+FROM generate_series(1, 150) i;
+
+INSERT INTO entries (block_id, ident, added, unblock_at)
+SELECT b.id, x.ident, b.added, b.unblock_at
+FROM blocks b, (VALUES ('full'), ('part')) x(ident)
+WHERE b.why = 'expected' OR (b.why IN ('pending', 'due') AND x.ident = 'full');
+
+INSERT INTO idents (name, ready) VALUES ('full', true), ('part', true);
+INSERT INTO pending (ident, block_id) SELECT 'part', id FROM blocks WHERE why = 'pending';
+`
+
+func BenchmarkPGHistory1M(b *testing.B) {
+	ctx := context.Background()
+	s := openStore(b)
+	start := time.Now()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, stmt := range splitSQL(seedSQL) {
+			var args []any
+			if strings.Contains(stmt, "$1") {
+				args = append(args, t0)
+			}
+			if _, err := tx.Exec(ctx, stmt, args...); err != nil {
+				return fmt.Errorf("%w\n%s", err, stmt)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatalf("seed: %v", err)
+	}
+	if _, err := s.pool.Exec(ctx, `VACUUM ANALYZE`); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("seeded 1,250,250 blocks and 1,200,250 entries in %v", time.Since(start).Round(time.Millisecond))
+	now := t0
+
+	msPerOp := func(b *testing.B) {
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
+	}
+	b.Run("BlockQueue100Pending", func(b *testing.B) {
+		for b.Loop() {
+			items, err := s.BlockQueue(ctx, "part", now, time.Time{}, 200)
+			if err != nil || len(items) != 100 {
+				b.Fatalf("queue: %v, %d items", err, len(items))
+			}
+		}
+		msPerOp(b)
+	})
+	b.Run("BlockQueue100kSetBlocked0Pending", func(b *testing.B) {
+		for b.Loop() {
+			items, err := s.BlockQueue(ctx, "full", now, time.Time{}, 200)
+			if err != nil || len(items) != 0 {
+				b.Fatalf("queue: %v, %d items", err, len(items))
+			}
+		}
+		msPerOp(b)
+	})
+	b.Run("UnblockQueue", func(b *testing.B) {
+		for b.Loop() {
+			items, err := s.UnblockQueue(ctx, "full", now, 200)
+			if err != nil || len(items) != 150 {
+				b.Fatalf("unblock queue: %v, %d items", err, len(items))
+			}
+		}
+		msPerOp(b)
+	})
+	within := func(cidr string, want int) func(b *testing.B) {
+		return func(b *testing.B) {
+			p := pfx(cidr)
+			for b.Loop() {
+				n := 0
+				err := s.ListBlocks(ctx, queue.ListOptions{Within: p}, func(queue.Block) error { n++; return nil })
+				if err != nil || n != want {
+					b.Fatalf("within %s: %v, %d blocks, want %d", cidr, err, n, want)
+				}
+			}
+			msPerOp(b)
+		}
+	}
+	// 10.0.1.44 is i%300000 = 300 for i = 300, 300300, 600300, 900300.
+	b.Run("ListWithin32", within("10.0.1.44/32", 4))
+	b.Run("ListWithin24", within("10.0.1.0/24", 4*256))
+	b.Run("Stats", func(b *testing.B) {
+		for b.Loop() {
+			st, err := s.Stats(ctx, now)
+			if err != nil || st.Expected != 100100 {
+				b.Fatalf("stats: %v, %+v", err, st)
+			}
+		}
+		msPerOp(b)
+	})
+	b.Run("NextUnblockAt", func(b *testing.B) {
+		for b.Loop() {
+			if _, ok, err := s.NextUnblockAt(ctx, now); err != nil || !ok {
+				b.Fatalf("next: %v, %v", ok, err)
+			}
+		}
+		msPerOp(b)
+	})
+	b.Run("ApplyBlocksSingleOverHistory", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			// Re-block addresses with history: the state read and the
+			// stale-entry close both look at it.
+			c := []netip.Prefix{benchHistCIDR(i)}
+			if _, err := s.ApplyBlocks(ctx, c, now, newBlockPlan(c, now)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "blocks/s")
+	})
+	// Last: each registration adds a pending row per expected block.
+	b.Run("RegisterIdent100kExpected", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			items, err := s.BlockQueue(ctx, fmt.Sprintf("new-%d", i), now, time.Time{}, 200)
+			if err != nil || len(items) != 200 {
+				b.Fatalf("register: %v, %d items", err, len(items))
+			}
+			i++
+		}
+		msPerOp(b)
+	})
+}
+
+// benchHistCIDR is the i-th /32 of the seeded history's 10.0.0.0/8 range.
+func benchHistCIDR(i int) netip.Prefix {
+	v := uint32(0x0a000000) + uint32(i%300000)
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), 32)
+}
+
+// splitSQL splits a script on ";\n" (the seed has no such text inside
+// statements); parameters only work one statement at a time.
+func splitSQL(script string) []string {
+	var out []string
+	for _, s := range strings.Split(script, ";\n") {
+		if strings.TrimSpace(s) != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,591 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bhrd/bhrd/pkg/queue"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+const blockCols = `id, cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why`
+
+// expectedAt is the SQL of queue.Block.ExpectedAt for alias b and the
+// parameter holding now.
+func expectedAt(now string) string {
+	return `(NOT b.forced_unblock AND (b.unblock_at IS NULL OR b.unblock_at > ` + now + `))`
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanBlock(r scanner, extra ...any) (queue.Block, error) {
+	var b queue.Block
+	var unblockAt pgtype.Timestamptz
+	dest := append([]any{&b.ID, &b.CIDR, &b.Who, &b.Source, &b.Why, &b.Added, &unblockAt,
+		&b.SkipWhitelist, &b.ForcedUnblock, &b.UnblockWho, &b.UnblockWhy}, extra...)
+	if err := r.Scan(dest...); err != nil {
+		return queue.Block{}, err
+	}
+	b.Added = b.Added.UTC()
+	b.UnblockAt = tsOut(unblockAt)
+	return b, nil
+}
+
+// The state of every cidr of a batch: for each, the latest expected block
+// (kind 1) and the latest block (kind 2).
+var sqlReadStates = `
+SELECT s.` + strings.ReplaceAll(blockCols, ", ", ", s.") + `, s.kind
+FROM unnest($1::cidr[]) AS c(cidr)
+CROSS JOIN LATERAL (
+	(SELECT 1 AS kind, ` + blockCols + ` FROM blocks b
+	 WHERE b.cidr = c.cidr AND ` + expectedAt("$2") + `
+	 ORDER BY b.id DESC LIMIT 1)
+	UNION ALL
+	(SELECT 2 AS kind, ` + blockCols + ` FROM blocks b
+	 WHERE b.cidr = c.cidr
+	 ORDER BY b.id DESC LIMIT 1)
+) s`
+
+// sqlLock takes the locks of an ApplyBlocks transaction, in one order for
+// everyone so that they cannot deadlock:
+//  1. the idents lock, shared: block writers never wait for each other on
+//     it, only for the registration of a new ident (see BlockQueue);
+//  2. the bulk lock: shared, or exclusive for a batch too large to lock
+//     per cidr ($3);
+//  3. the cidr locks, in array order (the caller sorts), none in bulk mode.
+//
+// Target list items are evaluated left to right and unnest scans the array
+// in order.
+const sqlLock = `SELECT pg_advisory_xact_lock_shared($1, $2)::text,
+	(CASE WHEN $3::bool THEN pg_advisory_xact_lock($1, $4) ELSE pg_advisory_xact_lock_shared($1, $4) END)::text,
+	(SELECT count(pg_advisory_xact_lock(k)) FROM unnest($5::int8[]) AS k)`
+
+// maxCIDRLocks bounds the advisory locks one transaction takes. They live
+// in PostgreSQL's shared lock table, sized by default for 64 locks per
+// connection: a batch of ten thousand cidrs locked one by one could exhaust
+// it for everyone. A larger batch takes the bulk lock exclusively instead,
+// which excludes every other block writer for its duration (and only then).
+const maxCIDRLocks = 1024
+
+// sqlInsert writes a plan's new blocks in one statement:
+//   - closed: open entries of older blocks with an inserted cidr are
+//     closed first ("block, expire, block again, then the old unblock"
+//     must never leave the address open); the statement's snapshot does not
+//     see the new blocks, so only older blocks are touched;
+//   - ins: the blocks, in input order (ORDER BY ord), so that ids ascend in
+//     input order;
+//   - queued: each expected new block is queued for every known ident.
+var sqlInsert = `
+WITH closed AS (
+	UPDATE entries e SET removed = $11
+	FROM blocks b
+	WHERE b.cidr = ANY($1::cidr[]) AND e.block_id = b.id AND e.removed IS NULL
+), ins AS (
+	INSERT INTO blocks (cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why)
+	SELECT cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why
+	FROM unnest($1::cidr[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+	            $7::bool[], $8::bool[], $9::text[], $10::text[])
+	     WITH ORDINALITY AS t(cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why, ord)
+	ORDER BY ord
+	RETURNING ` + blockCols + `
+), queued AS (
+	INSERT INTO pending (ident, block_id)
+	SELECT i.name, b.id FROM ins b CROSS JOIN idents i
+	WHERE ` + expectedAt("$11") + `
+)
+SELECT ` + blockCols + ` FROM ins ORDER BY id`
+
+// sqlExtend moves blocks' and their entries' ends. A block that was no
+// longer expected and becomes expected again is queued again for the
+// idents that have no entry for it. Unknown ids abort the transaction.
+var sqlExtend = `
+WITH x AS (
+	SELECT * FROM unnest($1::int8[], $2::timestamptz[]) AS x(id, unblock_at)
+), revived AS (
+	SELECT b.id FROM blocks b JOIN x USING (id)
+	WHERE NOT ` + expectedAt("$3") + ` AND NOT b.forced_unblock
+	  AND (x.unblock_at IS NULL OR x.unblock_at > $3)
+), ub AS (
+	UPDATE blocks b SET unblock_at = x.unblock_at FROM x WHERE b.id = x.id RETURNING b.id
+), ue AS (
+	UPDATE entries e SET unblock_at = x.unblock_at FROM x WHERE e.block_id = x.id
+), requeued AS (
+	INSERT INTO pending (ident, block_id)
+	SELECT i.name, r.id FROM revived r CROSS JOIN idents i
+	WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = r.id AND e.ident = i.name)
+	ON CONFLICT DO NOTHING
+)
+SELECT CASE WHEN count(*) = cardinality($1::int8[]) THEN true
+       ELSE bhrd_not_found('extend: unknown block id among ' || array_to_string($1::int8[], ',')) END
+FROM ub`
+
+// queueNotifyAfterCommit queues, after the COMMIT of a writing
+// transaction and in the same round trip, a transaction of its own that
+// notifies "blocks" (when cond, SQL over args from $1, holds). A NOTIFY
+// inside the writing transaction would hold PostgreSQL's cluster-wide
+// notification lock through that transaction's commit and WAL flush, so
+// that concurrent writers could never share a flush: a global commit lock
+// in disguise (measured: a third less throughput with four writers). This
+// transaction need not wait for the flush and holds that lock for
+// microseconds. The notification still follows only a successful commit (a
+// failed transaction skips the rest of the pipeline), and listeners see the
+// data when they are woken. Should it be lost (the server crashing in
+// between), listeners resynchronise when they reconnect. Its result is
+// best effort: callers ignore it, as their write is committed.
+func queueNotifyAfterCommit(b *pgx.Batch, cond string, args ...any) {
+	if cond == "" {
+		cond = "true"
+	}
+	b.Queue("BEGIN")
+	b.Queue(`SELECT set_config('synchronous_commit', 'off', true), pg_notify('`+Channel+`', 'blocks')::text WHERE `+cond, args...)
+	b.Queue("COMMIT")
+}
+
+// execUntilCommit reads the results of a batch up to and including its
+// COMMIT (n results before it, read by the read functions, which may be
+// nil for an Exec) and checks that the transaction committed.
+func execUntilCommit(br pgx.BatchResults, reads ...func(pgx.Rows) error) error {
+	for _, read := range reads {
+		if read == nil {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+			continue
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		err = read(rows)
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return err
+	}
+	if tag.String() != "COMMIT" {
+		return fmt.Errorf("transaction ended with %s", tag)
+	}
+	return nil
+}
+
+// ApplyBlocks implements queue.Store in two round trips: BEGIN, the
+// sorted per-cidr locks and the state reads; then, after plan, the writes,
+// COMMIT and the notification.
+func (s *Store) ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.Time, plan queue.PlanFunc) (_ []queue.Block, err error) {
+	now = now.UTC()
+	locked := make(map[netip.Prefix]bool, len(cidrs))
+	uniq := make([]netip.Prefix, 0, len(cidrs))
+	for _, p := range cidrs {
+		p = p.Masked()
+		if p.IsValid() && !locked[p] {
+			locked[p] = true
+			uniq = append(uniq, p)
+		}
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("apply blocks: %w", err)
+	}
+	defer conn.Release()
+	defer finishTx(conn)
+
+	states := make(map[netip.Prefix]queue.CIDRState, len(uniq))
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	keys := lockKeys(uniq)
+	bulk := len(keys) > maxCIDRLocks
+	if bulk {
+		keys = nil
+	}
+	b.Queue(sqlLock, lockClass, lockIdents, bulk, lockBulk, keys)
+	if len(uniq) > 0 {
+		b.Queue(sqlReadStates, uniq, now).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var kind int32
+				blk, err := scanBlock(rows, &kind)
+				if err != nil {
+					return err
+				}
+				st := states[blk.CIDR]
+				bb := blk
+				if kind == 1 {
+					st.Expected = &bb
+				} else {
+					st.Latest = &bb
+				}
+				states[blk.CIDR] = st
+			}
+			return rows.Err()
+		})
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("apply blocks: read state: %w", err)
+	}
+
+	p, err := plan(states)
+	if err != nil {
+		return nil, err
+	}
+	for _, ins := range p.Inserts {
+		if !locked[ins.CIDR.Masked()] {
+			return nil, fmt.Errorf("apply blocks: plan inserts %s, which is not among the locked cidrs", ins.CIDR)
+		}
+	}
+
+	var inserted []queue.Block
+	w := &pgx.Batch{}
+	if n := len(p.Inserts); n > 0 {
+		var (
+			cidrs                  = make([]netip.Prefix, n)
+			who, source, why       = make([]string, n), make([]string, n), make([]string, n)
+			unblockWho, unblockWhy = make([]string, n), make([]string, n)
+			added, unblockAt       = make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
+			skip, forced           = make([]bool, n), make([]bool, n)
+		)
+		for i, ins := range p.Inserts {
+			cidrs[i] = ins.CIDR.Masked()
+			who[i], source[i], why[i] = ins.Who, ins.Source, ins.Why
+			unblockWho[i], unblockWhy[i] = ins.UnblockWho, ins.UnblockWhy
+			if ins.Added.IsZero() {
+				ins.Added = now
+			}
+			added[i], unblockAt[i] = tsIn(ins.Added), tsIn(ins.UnblockAt)
+			skip[i], forced[i] = ins.SkipWhitelist, ins.ForcedUnblock
+		}
+		w.Queue(sqlInsert, cidrs, who, source, why, added, unblockAt, skip, forced, unblockWho, unblockWhy, now)
+	}
+	var extendIDs []int64
+	if len(p.Extends) > 0 {
+		// The last extend of a block wins, as if they were applied in order.
+		last := make(map[int64]time.Time, len(p.Extends))
+		for _, e := range p.Extends {
+			if _, ok := last[e.BlockID]; !ok {
+				extendIDs = append(extendIDs, e.BlockID)
+			}
+			last[e.BlockID] = e.UnblockAt
+		}
+		slices.Sort(extendIDs) // row locks in a fixed order
+		ends := make([]pgtype.Timestamptz, len(extendIDs))
+		for i, id := range extendIDs {
+			ends[i] = tsIn(last[id])
+		}
+		w.Queue(sqlExtend, extendIDs, ends, now)
+	}
+	w.Queue("COMMIT")
+	if len(p.Inserts) > 0 || len(extendIDs) > 0 {
+		queueNotifyAfterCommit(w, "")
+	}
+	var reads []func(pgx.Rows) error
+	if len(p.Inserts) > 0 {
+		reads = append(reads, func(rows pgx.Rows) error {
+			inserted = make([]queue.Block, 0, len(p.Inserts))
+			for rows.Next() {
+				blk, err := scanBlock(rows)
+				if err != nil {
+					return err
+				}
+				inserted = append(inserted, blk)
+			}
+			return nil
+		})
+	}
+	if len(extendIDs) > 0 {
+		reads = append(reads, nil)
+	}
+	br := conn.SendBatch(ctx, w)
+	err = execUntilCommit(br, reads...)
+	_ = br.Close() // after the COMMIT: the notification is best effort
+	if err != nil {
+		return nil, mapErr("apply blocks", err, queue.ErrNotFound)
+	}
+	for i := range inserted {
+		if inserted[i].CIDR != p.Inserts[i].CIDR.Masked() {
+			// Would mean PostgreSQL assigned ids out of input order.
+			return nil, fmt.Errorf("apply blocks: inserted block %d is %s, want %s", i, inserted[i].CIDR, p.Inserts[i].CIDR)
+		}
+	}
+	return inserted, nil
+}
+
+var sqlUnblockNow = `
+WITH t AS (
+	SELECT b.id FROM blocks b WHERE b.cidr = $1 AND ` + expectedAt("$2") + ` ORDER BY b.id FOR UPDATE
+), ub AS (
+	UPDATE blocks b SET forced_unblock = true, unblock_at = $2, unblock_who = $3, unblock_why = $4
+	FROM t WHERE b.id = t.id
+	RETURNING b.*
+), ue AS (
+	UPDATE entries e SET unblock_at = $2 FROM t WHERE e.block_id = t.id AND e.removed IS NULL
+), dq AS (
+	DELETE FROM pending p USING t, idents i WHERE p.ident = i.name AND p.block_id = t.id
+)
+SELECT ` + blockCols + `, pg_notify('` + Channel + `', 'blocks')::text FROM ub ORDER BY id DESC`
+
+// UnblockNow implements queue.Store in one round trip. Should several
+// expected blocks share the cidr (the Service never makes that), all are
+// forced off and the newest is returned.
+func (s *Store) UnblockNow(ctx context.Context, cidr netip.Prefix, now time.Time, who, why string) (queue.Block, error) {
+	now = now.UTC()
+	cidr = cidr.Masked()
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return queue.Block{}, fmt.Errorf("unblock %s: %w", cidr, err)
+	}
+	defer conn.Release()
+	defer finishTx(conn)
+
+	var blocks []queue.Block
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	// The same order as ApplyBlocks, idents lock aside: bulk, then cidr.
+	b.Queue(`SELECT pg_advisory_xact_lock_shared($1, $2)::text, pg_advisory_xact_lock($3)::text`, lockClass, lockBulk, cidrLockKey(cidr))
+	b.Queue(sqlUnblockNow, cidr, now, who, why).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var notify string
+			blk, err := scanBlock(rows, &notify)
+			if err != nil {
+				return err
+			}
+			blocks = append(blocks, blk)
+		}
+		return rows.Err()
+	})
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return queue.Block{}, fmt.Errorf("unblock %s: %w", cidr, err)
+	}
+	if len(blocks) == 0 {
+		return queue.Block{}, fmt.Errorf("unblock %s: %w", cidr, queue.ErrNotBlocked)
+	}
+	return blocks[0], nil
+}
+
+// GetBlock implements queue.Store.
+func (s *Store) GetBlock(ctx context.Context, id int64) (queue.Block, error) {
+	blk, err := scanBlock(s.pool.QueryRow(ctx, `SELECT `+blockCols+` FROM blocks WHERE id = $1`, id))
+	if err != nil {
+		return queue.Block{}, mapErr("block "+strconv.FormatInt(id, 10), err, queue.ErrNotFound)
+	}
+	return blk, nil
+}
+
+// args numbers query parameters as they are added.
+type args []any
+
+// valueSensitive runs a query with its values inlined (pgx's simple
+// protocol, with pgx's escaping), so that PostgreSQL plans it for them: the
+// best plan of a list depends on its filters' values (a containment range
+// becomes an index range only for a known prefix), and a forced generic
+// plan would not see them (see Open).
+//
+// Times are truncated to microseconds as the binary protocol does (the text
+// form would be rounded by the server).
+func valueSensitive(a ...any) []any {
+	out := make([]any, 0, len(a)+1)
+	out = append(out, pgx.QueryExecModeSimpleProtocol)
+	for _, v := range a {
+		if t, ok := v.(time.Time); ok {
+			v = t.UTC().Truncate(time.Microsecond)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func (a *args) add(v any) string {
+	*a = append(*a, v)
+	return "$" + strconv.Itoa(len(*a))
+}
+
+// ListBlocks implements queue.Store. Rows are read from the connection as
+// fn consumes them.
+func (s *Store) ListBlocks(ctx context.Context, opts queue.ListOptions, fn func(queue.Block) error) error {
+	var a args
+	var where []string
+	now := opts.Now.UTC()
+	openEntry := `EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.removed IS NULL`
+	switch opts.Filter {
+	case queue.FilterAll:
+	case queue.FilterExpected:
+		where = append(where, expectedAt(a.add(now)))
+	case queue.FilterCurrent:
+		where = append(where, openEntry+`)`)
+	case queue.FilterPending:
+		where = append(where, expectedAt(a.add(now)), `NOT `+openEntry+`)`)
+	case queue.FilterPendingRemoval:
+		where = append(where, openEntry+` AND e.unblock_at <= `+a.add(now)+`)`)
+	default:
+		return fmt.Errorf("list blocks: unknown filter %d", opts.Filter)
+	}
+	if opts.Source != "" {
+		where = append(where, `b.source = `+a.add(opts.Source))
+	}
+	if opts.Within.IsValid() {
+		where = append(where, `b.cidr <<= `+a.add(opts.Within.Masked())+`::cidr`)
+	}
+	if !opts.AddedSince.IsZero() {
+		where = append(where, `b.added >= `+a.add(opts.AddedSince.UTC()))
+	}
+	order := "ASC"
+	if opts.Descending {
+		order = "DESC"
+	}
+	if opts.AfterID != 0 {
+		op := ">"
+		if opts.Descending {
+			op = "<"
+		}
+		where = append(where, `b.id `+op+` `+a.add(opts.AfterID))
+	}
+	var q strings.Builder
+	q.WriteString(`SELECT ` + blockCols + ` FROM blocks b`)
+	if len(where) > 0 {
+		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
+	}
+	q.WriteString(` ORDER BY b.id ` + order)
+	if opts.Offset > 0 {
+		q.WriteString(` OFFSET ` + a.add(opts.Offset))
+	}
+	if opts.Limit > 0 {
+		q.WriteString(` LIMIT ` + a.add(opts.Limit))
+	}
+	rows, err := s.pool.Query(ctx, q.String(), valueSensitive(a...)...)
+	if err != nil {
+		return fmt.Errorf("list blocks: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		blk, err := scanBlock(rows)
+		if err != nil {
+			return fmt.Errorf("list blocks: %w", err)
+		}
+		if err := fn(blk); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list blocks: %w", err)
+	}
+	return nil
+}
+
+var sqlStats = `
+SELECT
+	(SELECT count(*) FROM (SELECT DISTINCT block_id FROM entries WHERE removed IS NULL) c),
+	(SELECT count(*) FROM blocks b WHERE ` + expectedAt("$1") + `
+	   AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.removed IS NULL)),
+	(SELECT count(*) FROM (SELECT DISTINCT block_id FROM entries WHERE removed IS NULL AND unblock_at <= $1) u)`
+
+var sqlSourceStats = `SELECT source, count(*) FROM blocks b WHERE ` + expectedAt("$1") + ` GROUP BY source`
+
+// Stats implements queue.Store: one round trip, one snapshot, values
+// inlined so that the plans fit them.
+func (s *Store) Stats(ctx context.Context, now time.Time) (queue.Stats, error) {
+	now = now.UTC()
+	st := queue.Stats{Sources: map[string]int64{}}
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, sqlSourceStats, valueSensitive(now)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var src string
+			var n int64
+			if err := rows.Scan(&src, &n); err != nil {
+				return err
+			}
+			st.Sources[src] = n
+			st.Expected += n
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, sqlStats, valueSensitive(now)...).Scan(&st.Current, &st.BlockPending, &st.UnblockPending)
+	})
+	if err != nil {
+		return queue.Stats{}, fmt.Errorf("stats: %w", err)
+	}
+	return st, nil
+}
+
+// The next unblock_at is the least of each ident's next one, each an index
+// probe: a loose scan over the idents with open entries.
+const sqlNextUnblockAt = `
+WITH RECURSIVE open_idents AS (
+	(SELECT ident FROM entries WHERE removed IS NULL ORDER BY ident LIMIT 1)
+	UNION ALL
+	SELECT (SELECT e.ident FROM entries e WHERE e.removed IS NULL AND e.ident > o.ident ORDER BY e.ident LIMIT 1)
+	FROM open_idents o WHERE o.ident IS NOT NULL
+)
+SELECT min(n.unblock_at)
+FROM open_idents o CROSS JOIN LATERAL (
+	SELECT e.unblock_at FROM entries e
+	WHERE e.ident = o.ident AND e.removed IS NULL AND e.unblock_at > $1
+	ORDER BY e.unblock_at LIMIT 1
+) n`
+
+// NextUnblockAt implements queue.Store.
+func (s *Store) NextUnblockAt(ctx context.Context, now time.Time) (time.Time, bool, error) {
+	var t pgtype.Timestamptz
+	if err := s.pool.QueryRow(ctx, sqlNextUnblockAt, now.UTC()).Scan(&t); err != nil {
+		return time.Time{}, false, fmt.Errorf("next unblock_at: %w", err)
+	}
+	return tsOut(t), t.Valid, nil
+}
+
+// A block's end is the later of its unblock_at (its added time if it was
+// forced off with none) and its entries' last removal.
+var sqlPrune = `
+WITH doomed AS (
+	SELECT b.id FROM blocks b
+	WHERE NOT ` + expectedAt("$2") + `
+	  AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.removed IS NULL)
+	  AND GREATEST(COALESCE(b.unblock_at, b.added),
+	               (SELECT max(e.removed) FROM entries e WHERE e.block_id = b.id)) < $1
+	FOR UPDATE
+), de AS (
+	DELETE FROM entries e USING doomed d WHERE e.block_id = d.id RETURNING 1
+), dp AS (
+	DELETE FROM pending p USING doomed d WHERE p.block_id = d.id
+), db AS (
+	DELETE FROM blocks b USING doomed d WHERE b.id = d.id RETURNING 1
+)
+SELECT (SELECT count(*) FROM db), (SELECT count(*) FROM de)`
+
+// Queue bookkeeping that can no longer matter: rows of blocks that are
+// gone or not expected, and rows whose ident has an entry after all (a
+// set_blocked that raced with the ident's registration).
+var sqlPrunePending = `
+DELETE FROM pending p
+WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE b.id = p.block_id AND ` + expectedAt("$1") + `)
+   OR EXISTS (SELECT 1 FROM entries e WHERE e.block_id = p.block_id AND e.ident = p.ident)`
+
+// Prune implements queue.Store in one transaction.
+func (s *Store) Prune(ctx context.Context, cutoff, now time.Time) (queue.PruneResult, error) {
+	var res queue.PruneResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, sqlPrune, valueSensitive(cutoff, now)...).Scan(&res.Blocks, &res.Entries); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, sqlPrunePending, valueSensitive(now)...)
+		return err
+	})
+	if err != nil {
+		return queue.PruneResult{}, fmt.Errorf("prune: %w", err)
+	}
+	return res, nil
+}

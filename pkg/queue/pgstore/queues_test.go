@@ -1,0 +1,427 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bhrd/bhrd/pkg/queue"
+)
+
+func TestBlockQueue(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	b1 := insert(t, s, at(0), newBlock("192.0.2.1/32", at(0), at(1000)))[0]
+	b2 := insert(t, s, at(1), newBlock("192.0.2.2/32", at(1), at(100)))[0]
+	b3 := insert(t, s, at(2), newBlock("192.0.2.3/32", at(2), at(1000)))[0]
+	if _, err := s.UnblockNow(ctx, b3.CIDR, at(3), "x", "y"); err != nil {
+		t.Fatal(err)
+	}
+	b5 := insert(t, s, at(4), newBlock("192.0.2.5/32", at(4), at(1000)))[0]
+	// r0 reports a block before it ever asks for its queue.
+	setBlocked(t, s, "r0", at(5), b5.ID)
+
+	// First call registers r1 and backfills every expected block.
+	if got := blockQueue(t, s, "r1", at(50)); !equalIDs(got, []int64{b1.ID, b2.ID, b5.ID}) {
+		t.Fatalf("r1 first queue = %v, want %v", got, []int64{b1.ID, b2.ID, b5.ID})
+	}
+	if got := blockQueue(t, s, "r0", at(50)); !equalIDs(got, []int64{b1.ID, b2.ID}) {
+		t.Fatalf("r0 queue = %v: the block it has an entry for must not be queued", got)
+	}
+	// Blocks inserted after registration are queued; expired ones drop out.
+	b6 := insert(t, s, at(60), newBlock("2001:db8::6/128", at(60), time.Time{}))[0]
+	if got := blockQueue(t, s, "r1", at(150)); !equalIDs(got, []int64{b1.ID, b5.ID, b6.ID}) {
+		t.Fatalf("r1 queue at 150 = %v", got)
+	}
+	// since is exclusive; limit keeps the oldest.
+	items, err := s.BlockQueue(ctx, "r1", at(50), at(1), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := queueIDs(items); !equalIDs(got, []int64{b5.ID, b6.ID}) {
+		t.Fatalf("since at(1) = %v, want blocks added after it", got)
+	}
+	items, err = s.BlockQueue(ctx, "r1", at(50), time.Time{}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []queue.QueueItem{{ID: b1.ID, CIDR: b1.CIDR, Added: b1.Added}, {ID: b2.ID, CIDR: b2.CIDR, Added: b2.Added}}; !reflect.DeepEqual(items, want) {
+		t.Fatalf("limit 2 = %+v, want %+v", items, want)
+	}
+	setBlocked(t, s, "r1", at(70), b1.ID, b6.ID)
+	if got := blockQueue(t, s, "r1", at(70)); !equalIDs(got, []int64{b2.ID, b5.ID}) {
+		t.Fatalf("after set blocked: %v", got)
+	}
+	if n := countRows(t, s, `SELECT count(*) FROM pending WHERE ident = 'r1' AND block_id IN ($1, $2)`, b1.ID, b6.ID); n != 0 {
+		t.Fatalf("set blocked left %d pending rows", n)
+	}
+	// Another ident's progress is its own.
+	if got := blockQueue(t, s, "r2", at(70)); !equalIDs(got, []int64{b1.ID, b2.ID, b5.ID, b6.ID}) {
+		t.Fatalf("r2 queue = %v", got)
+	}
+	if n := countRows(t, s, `SELECT count(*) FROM idents`); n != 3 {
+		t.Fatalf("%d idents registered, want 3", n)
+	}
+}
+
+// Idents register while blocks are being created: no block may be missed
+// by any ident, whichever commits first.
+func TestBlockQueueRegistrationRace(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	const inserters, perInserter, idents = 6, 40, 24
+	var inserted atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, inserters+idents)
+	for g := range inserters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perInserter {
+				b := newBlock(fmt.Sprintf("10.%d.%d.0/24", g, i), at(0), at(100000))
+				_, err := s.ApplyBlocks(ctx, []netip.Prefix{b.CIDR}, at(0), func(map[netip.Prefix]queue.CIDRState) (queue.Plan, error) {
+					return queue.Plan{Inserts: []queue.Block{b}}, nil
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				inserted.Add(1)
+			}
+		}()
+	}
+	for i := range idents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Spread registrations over the whole insert phase.
+			threshold := int64(i * inserters * perInserter / idents)
+			for inserted.Load() < threshold {
+				runtime.Gosched()
+			}
+			if _, err := s.BlockQueue(ctx, fmt.Sprintf("ident-%02d", i), at(1), time.Time{}, 1); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	total := inserters * perInserter
+	for i := range idents {
+		ident := fmt.Sprintf("ident-%02d", i)
+		items, err := s.BlockQueue(ctx, ident, at(1), time.Time{}, 10*total)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) != total {
+			t.Errorf("%s: %d blocks queued, want %d", ident, len(items), total)
+		}
+	}
+}
+
+// The registration of a new ident must wait for block writers in flight:
+// the plan callback runs while ApplyBlocks holds its locks, so a
+// registration started there must block until the new block is committed,
+// and then have it queued.
+func TestBlockQueueRegistrationWaitsForWriters(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	regDone := make(chan error, 1)
+	var waited bool
+	got, err := s.ApplyBlocks(ctx, pfxs("192.0.2.1/32"), at(0), func(map[netip.Prefix]queue.CIDRState) (queue.Plan, error) {
+		go func() {
+			_, err := s.BlockQueue(ctx, "late", at(0), time.Time{}, 10)
+			regDone <- err
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			var n int64
+			err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+				AND classid = $1::int8::oid AND objid = $2::int8::oid AND objsubid = 2`, int64(lockClass), int64(lockIdents)).Scan(&n)
+			if err != nil {
+				return queue.Plan{}, err
+			}
+			if n > 0 {
+				waited = true
+				break
+			}
+			select {
+			case err := <-regDone:
+				return queue.Plan{}, fmt.Errorf("registration finished (%v) while a block writer was in flight", err)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		return queue.Plan{Inserts: []queue.Block{newBlock("192.0.2.1/32", at(0), at(100))}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !waited {
+		t.Fatal("the registration never waited for the idents lock")
+	}
+	if err := <-regDone; err != nil {
+		t.Fatal(err)
+	}
+	if q := blockQueue(t, s, "late", at(0)); !equalIDs(q, blockIDs(got)) {
+		t.Fatalf("late ident's queue = %v, want the block written while it registered %v", q, blockIDs(got))
+	}
+}
+
+// An ident whose backfill never committed is repaired by its next call.
+func TestBlockQueueUnreadyIdentIsBackfilled(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	b := insert(t, s, at(0), newBlock("192.0.2.1/32", at(0), at(100)))[0]
+	if _, err := s.pool.Exec(ctx, `INSERT INTO idents (name) VALUES ('half')`); err != nil {
+		t.Fatal(err)
+	}
+	if q := blockQueue(t, s, "half", at(0)); !equalIDs(q, []int64{b.ID}) {
+		t.Fatalf("queue = %v, want %d", q, b.ID)
+	}
+	if n := countRows(t, s, `SELECT count(*) FROM idents WHERE name = 'half' AND ready`); n != 1 {
+		t.Fatal("ident not marked ready after its backfill")
+	}
+}
+
+func TestSetBlocked(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	bs := insert(t, s, at(0),
+		newBlock("192.0.2.1/32", at(0), at(1000)),
+		newBlock("192.0.2.2/32", at(0), time.Time{}),
+		newBlock("192.0.2.3/32", at(0), at(500)))
+	setBlocked(t, s, "r1", at(10), bs[0].ID, bs[1].ID, bs[0].ID) // duplicate ids are fine
+	es := entriesOf(t, s, queue.EntryListOptions{Ident: "r1"})
+	want := []queue.Entry{
+		{ID: es[0].ID, BlockID: bs[0].ID, CIDR: bs[0].CIDR, Ident: "r1", Added: at(10), UnblockAt: at(1000)},
+		{ID: es[1].ID, BlockID: bs[1].ID, CIDR: bs[1].CIDR, Ident: "r1", Added: at(10)},
+	}
+	if !reflect.DeepEqual(es, want) {
+		t.Fatalf("entries = %+v\nwant      %+v", es, want)
+	}
+	// Idempotent: marking again changes nothing, even a removed entry.
+	if err := s.SetUnblocked(ctx, []int64{es[1].ID}, at(15)); err != nil {
+		t.Fatal(err)
+	}
+	want[1].Removed = at(15)
+	setBlocked(t, s, "r1", at(20), bs[0].ID, bs[1].ID)
+	if es := entriesOf(t, s, queue.EntryListOptions{Ident: "r1"}); !reflect.DeepEqual(es, want) {
+		t.Fatalf("after repeat: %+v\nwant       %+v", es, want)
+	}
+	// Atomic: one unknown id and nothing is written.
+	err := s.SetBlocked(ctx, "r2", []int64{bs[2].ID, 424242, bs[0].ID}, at(30))
+	if !errors.Is(err, queue.ErrNotFound) || !strings.Contains(err.Error(), "424242") {
+		t.Fatalf("unknown id: err = %v, want ErrNotFound naming 424242", err)
+	}
+	if es := entriesOf(t, s, queue.EntryListOptions{Ident: "r2"}); len(es) != 0 {
+		t.Fatalf("failed call wrote %+v", es)
+	}
+	if err := s.SetBlocked(ctx, "r2", nil, at(30)); err != nil {
+		t.Fatalf("empty list: %v", err)
+	}
+}
+
+func TestUnblockQueueOrdering(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	bs := insert(t, s, at(0),
+		newBlock("192.0.2.1/32", at(0), at(300)),
+		newBlock("192.0.2.2/32", at(0), at(100)),
+		newBlock("192.0.2.3/32", at(0), at(200)),
+		newBlock("192.0.2.4/32", at(0), time.Time{}),
+		newBlock("192.0.2.5/32", at(0), at(100)),
+		newBlock("192.0.2.6/32", at(0), at(50)))
+	// Entry ids in a different order than the ends.
+	setBlocked(t, s, "r1", at(1), bs[4].ID)
+	setBlocked(t, s, "r1", at(2), bs[0].ID, bs[1].ID, bs[2].ID, bs[3].ID)
+	setBlocked(t, s, "r1", at(3), bs[5].ID)
+	setBlocked(t, s, "r2", at(1), bs[1].ID)
+	var removed int64
+	for _, e := range entriesOf(t, s, queue.EntryListOptions{Ident: "r1"}) {
+		if e.BlockID == bs[5].ID {
+			removed = e.ID
+		}
+	}
+	if err := s.SetUnblocked(ctx, []int64{removed}, at(60)); err != nil {
+		t.Fatal(err)
+	}
+	items := mustUnblockQueue(t, s, "r1", at(250))
+	// Ends 100 (entry of block 5 first: lower entry id), 100, 200; 300 is
+	// later, indefinite never, the removed one is done.
+	if got := ids(items, func(u queue.UnblockItem) int64 { return u.BlockID }); !equalIDs(got, []int64{bs[4].ID, bs[1].ID, bs[2].ID}) {
+		t.Fatalf("unblock queue blocks = %v", got)
+	}
+	first := items[0]
+	if first.Ident != "r1" || first.CIDR != bs[4].CIDR || !first.Added.Equal(at(1)) || !first.UnblockAt.Equal(at(100)) || first.ID == 0 {
+		t.Fatalf("item = %+v", first)
+	}
+	if got, _ := s.UnblockQueue(ctx, "r1", at(250), 2); len(got) != 2 || got[1].BlockID != bs[1].ID {
+		t.Fatalf("limit 2 = %+v", got)
+	}
+	// "Not after now": exactly at unblock_at counts.
+	if got := mustUnblockQueue(t, s, "r1", at(100)); len(got) != 2 {
+		t.Fatalf("at 100: %d items, want 2", len(got))
+	}
+	if got := mustUnblockQueue(t, s, "r1", at(99)); len(got) != 0 {
+		t.Fatalf("at 99: %+v", got)
+	}
+}
+
+func TestSetUnblocked(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	bs := insert(t, s, at(0), newBlock("192.0.2.1/32", at(0), at(10)), newBlock("192.0.2.2/32", at(0), at(10)))
+	setBlocked(t, s, "r1", at(1), bs[0].ID, bs[1].ID)
+	es := entriesOf(t, s, queue.EntryListOptions{})
+	if err := s.SetUnblocked(ctx, []int64{es[0].ID}, at(20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetUnblocked(ctx, []int64{es[0].ID, es[0].ID}, at(30)); err != nil {
+		t.Fatalf("repeat: %v", err)
+	}
+	// Atomic with an unknown id.
+	err := s.SetUnblocked(ctx, []int64{es[1].ID, 777777}, at(40))
+	if !errors.Is(err, queue.ErrNotFound) || !strings.Contains(err.Error(), "777777") {
+		t.Fatalf("unknown id: err = %v, want ErrNotFound naming 777777", err)
+	}
+	got := entriesOf(t, s, queue.EntryListOptions{})
+	if !got[0].Removed.Equal(at(20)) || !got[1].Removed.IsZero() {
+		t.Fatalf("removed = %v, %v; want %v and still open", got[0].Removed, got[1].Removed, at(20))
+	}
+	if items := mustUnblockQueue(t, s, "r1", at(50)); len(items) != 1 || items[0].ID != es[1].ID {
+		t.Fatalf("unblock queue = %+v, want only the open entry", items)
+	}
+}
+
+func TestListEntries(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	bs := insert(t, s, at(0), newBlock("192.0.2.1/32", at(0), at(10)), newBlock("192.0.2.2/32", at(0), at(10)))
+	setBlocked(t, s, "r1", at(1), bs[0].ID, bs[1].ID)
+	setBlocked(t, s, "r2", at(2), bs[0].ID)
+	all := entriesOf(t, s, queue.EntryListOptions{})
+	if len(all) != 3 {
+		t.Fatalf("%d entries, want 3", len(all))
+	}
+	if err := s.SetUnblocked(ctx, []int64{all[0].ID}, at(5)); err != nil {
+		t.Fatal(err)
+	}
+	eid := func(es []queue.Entry) []int64 { return ids(es, func(e queue.Entry) int64 { return e.ID }) }
+	for _, tc := range []struct {
+		name string
+		opts queue.EntryListOptions
+		want []int64
+	}{
+		{"block", queue.EntryListOptions{BlockID: bs[0].ID}, []int64{all[0].ID, all[2].ID}},
+		{"ident", queue.EntryListOptions{Ident: "r1"}, []int64{all[0].ID, all[1].ID}},
+		{"open", queue.EntryListOptions{OpenOnly: true}, []int64{all[1].ID, all[2].ID}},
+		{"block ident open", queue.EntryListOptions{BlockID: bs[0].ID, Ident: "r1", OpenOnly: true}, nil},
+		{"after", queue.EntryListOptions{AfterID: all[0].ID}, []int64{all[1].ID, all[2].ID}},
+		{"offset limit", queue.EntryListOptions{Offset: 1, Limit: 1}, []int64{all[1].ID}},
+	} {
+		if got := eid(entriesOf(t, s, tc.opts)); !equalIDs(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	stop := errors.New("stop")
+	if err := s.ListEntries(ctx, queue.EntryListOptions{}, func(queue.Entry) error { return stop }); err != stop {
+		t.Fatalf("fn error: %v", err)
+	}
+}
+
+// Sixteen writers race on overlapping cidrs with the Service's duplicate
+// rule (insert when nothing is expected, else extend to a later end): each
+// cidr must end with exactly one expected block carrying the latest end
+// anyone asked for.
+func TestApplyBlocksConcurrentOverlapping(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	const writers, rounds, ncidr = 16, 25, 12
+	cidrs := make([]netip.Prefix, ncidr)
+	for i := range cidrs {
+		cidrs[i] = pfx(fmt.Sprintf("198.51.100.%d/32", i))
+	}
+	now := at(0)
+	var mu sync.Mutex
+	maxEnd := map[netip.Prefix]time.Time{}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				// Overlapping windows of 5 cidrs, in varying order.
+				batch := make([]netip.Prefix, 0, 5)
+				for k := range 5 {
+					batch = append(batch, cidrs[(w*3+r*5+k*7)%ncidr])
+				}
+				end := at(1000 + (w*rounds+r)*37%5000)
+				_, err := s.ApplyBlocks(ctx, batch, now, func(st map[netip.Prefix]queue.CIDRState) (queue.Plan, error) {
+					var p queue.Plan
+					done := map[netip.Prefix]bool{}
+					for _, c := range batch {
+						if done[c] {
+							continue
+						}
+						done[c] = true
+						if e := st[c].Expected; e == nil {
+							p.Inserts = append(p.Inserts, queue.Block{CIDR: c, Who: "w", Source: "race", Added: now, UnblockAt: end})
+						} else if end.After(e.UnblockAt) {
+							p.Extends = append(p.Extends, queue.Extend{BlockID: e.ID, UnblockAt: end})
+						}
+					}
+					return p, nil
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				for _, c := range batch {
+					if end.After(maxEnd[c]) {
+						maxEnd[c] = end
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	got := map[netip.Prefix][]queue.Block{}
+	err := s.ListBlocks(ctx, queue.ListOptions{Filter: queue.FilterExpected, Now: now}, func(b queue.Block) error {
+		got[b.CIDR] = append(got[b.CIDR], b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cidrs {
+		bs := got[c]
+		if len(bs) != 1 {
+			t.Errorf("%s: %d expected blocks, want 1", c, len(bs))
+			continue
+		}
+		if !bs[0].UnblockAt.Equal(maxEnd[c]) {
+			t.Errorf("%s: unblock_at %v, want the max requested %v", c, bs[0].UnblockAt, maxEnd[c])
+		}
+	}
+	if n := countRows(t, s, `SELECT count(*) FROM blocks`); n != ncidr {
+		t.Errorf("%d blocks in all, want %d", n, ncidr)
+	}
+}
