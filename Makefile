@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 PREFIX    ?= /usr
 DESTDIR   ?=
-STATICCHECK_VERSION ?= 2026.2.2
+STATICCHECK_VERSION ?= v0.8.2
 # The whole suite, with the race detector. CI sets BHRD_REQUIRE_PG=1 and
 # BHRD_REQUIRE_ROOT=1 so that missing PostgreSQL or root fails loudly.
 TEST_TIMEOUT ?= 20m
