@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sort"
 	"time"
 
 	"go.uber.org/zap"
@@ -79,6 +80,7 @@ func (a *App) newAPI() (*api.API, error) {
 		LocalNetworks: local,
 		Audit:         a.audit,
 		OnRequest:     a.mets.observeRequest,
+		BGPPeers:      a.peersJSON,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -126,4 +128,55 @@ func writePlain(w http.ResponseWriter, status int, body string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(body))
+}
+
+// peerJSON is one BGP peer as GET /bhr/api/bgp/peers shows it.
+type peerJSON struct {
+	Ident            string   `json:"ident"`
+	Peer             string   `json:"peer"`
+	ASN              uint32   `json:"asn"`
+	Description      string   `json:"description"`
+	State            string   `json:"state"`
+	Up               bool     `json:"up"`
+	Since            *string  `json:"since"`
+	UptimeSeconds    int64    `json:"uptime_seconds"`
+	Families         []string `json:"families"`
+	GracefulRestart  bool     `json:"graceful_restart"`
+	PrefixesSent     uint64   `json:"prefixes_sent"`
+	PrefixesReceived uint64   `json:"prefixes_received"`
+}
+
+// peersJSON lists the peers of every bgp enforcer, sorted by ident and
+// address.
+func (a *App) peersJSON(ctx context.Context) (any, error) {
+	byIdent, err := a.BGPPeers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []peerJSON{}
+	for ident, ps := range byIdent {
+		for _, p := range ps {
+			pj := peerJSON{
+				Ident: ident, Peer: p.Address.String(), ASN: p.ASN, Description: p.Description,
+				State: p.State, Up: p.Up, UptimeSeconds: int64(p.Uptime.Seconds()),
+				GracefulRestart: p.GracefulRestart, PrefixesSent: p.PrefixesSent,
+				PrefixesReceived: p.PrefixesReceived, Families: []string{},
+			}
+			if !p.Since.IsZero() {
+				s := p.Since.UTC().Format(time.RFC3339)
+				pj.Since = &s
+			}
+			for _, f := range p.Families {
+				pj.Families = append(pj.Families, string(f))
+			}
+			out = append(out, pj)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Ident != out[j].Ident {
+			return out[i].Ident < out[j].Ident
+		}
+		return out[i].Peer < out[j].Peer
+	})
+	return out, nil
 }

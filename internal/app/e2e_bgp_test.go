@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -69,6 +70,24 @@ func TestE2EBGP(t *testing.T) {
 		{"ipv4", "198.51.100.7", netip.MustParsePrefix("198.51.100.7/32"), nextHopV4},
 		{"ipv6", "2001:db8::7", netip.MustParsePrefix("2001:db8::7/128"), nextHopV6},
 	}
+	t.Run("peers endpoint", func(t *testing.T) {
+		bgptest.WaitFor(t, 10*time.Second, "api/bgp/peers to show the router up", func() (bool, string) {
+			status, body := e.api.do("GET", "/bhr/api/bgp/peers", nil)
+			if status != 200 {
+				return false, fmt.Sprintf("%d %s", status, body)
+			}
+			var peers []struct {
+				Ident string `json:"ident"`
+				Peer  string `json:"peer"`
+				Up    bool   `json:"up"`
+			}
+			if err := json.Unmarshal(body, &peers); err != nil {
+				t.Fatalf("decode %s: %v", body, err)
+			}
+			ok := len(peers) == 1 && peers[0].Peer == "127.0.0.1" && peers[0].Up && peers[0].Ident != ""
+			return ok, string(body)
+		})
+	})
 	for _, tc := range cases {
 		t.Run(tc.name+" block and unblock_now", func(t *testing.T) {
 			fam := bgptest.FamilyOf(tc.want)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -45,6 +46,9 @@ type Options struct {
 	// OnRequest, when set, is called once per request with its route
 	// pattern ("unmatched" for none) and status (for metrics).
 	OnRequest func(method, route string, status int, d time.Duration)
+	// BGPPeers, when set, serves GET api/bgp/peers: the state of the
+	// embedded speakers' peers (the value is encoded as JSON).
+	BGPPeers func(ctx context.Context) (any, error)
 }
 
 // API is the HTTP handler for everything under /bhr/.
@@ -54,6 +58,7 @@ type API struct {
 	log    *zap.Logger
 	audit  *audit.Logger
 	onReq  func(method, route string, status int, d time.Duration)
+	peers  func(ctx context.Context) (any, error)
 	cfg    config.API
 	local  []netip.Prefix
 	base   string // scheme://host[/prefix] from config, "" = from the request
@@ -94,6 +99,7 @@ func New(opts Options) (*API, error) {
 		log:   opts.Logger,
 		audit: opts.Audit,
 		onReq: opts.OnRequest,
+		peers: opts.BGPPeers,
 		cfg:   c,
 		local: opts.LocalNetworks,
 		base:  base,
@@ -213,6 +219,11 @@ func (a *API) routes() *gin.Engine {
 	both("GET", "api/stats", a.getStats)
 	both("GET", "api/source_stats", a.getSourceStats)
 	both("GET", "api/metrics", a.getMetrics)
+
+	// BGP peers of the internal enforcers (peers.go).
+	if a.peers != nil {
+		both("GET", "api/bgp/peers", read, a.getBGPPeers)
+	}
 
 	// CSV exports (csv.go).
 	both("GET", "list.csv", read, a.getListCSV)
