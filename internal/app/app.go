@@ -64,7 +64,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	st, applied, err := OpenMigrated(ctx, opts.Config.Store)
+	st, applied, err := openMigrated(ctx, opts.Config.Store, opts.Logger)
 	if err != nil {
 		return nil, err
 	}

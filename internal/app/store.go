@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"go.uber.org/zap"
+
 	"github.com/bhrd/bhrd/pkg/auth"
 	"github.com/bhrd/bhrd/pkg/config"
 	"github.com/bhrd/bhrd/pkg/queue"
@@ -26,6 +28,13 @@ var (
 
 // OpenStore opens the configured store without migrating it.
 func OpenStore(ctx context.Context, c config.Store) (Store, error) {
+	return openStore(ctx, c, zap.NewNop())
+}
+
+// openStore opens the store; log receives the PostgreSQL listener's
+// connection errors, so that a lost cross-process notification channel
+// is never silent.
+func openStore(ctx context.Context, c config.Store, log *zap.Logger) (Store, error) {
 	switch c.Driver {
 	case "sqlite":
 		s, err := sqlitestore.Open(ctx, c.Path)
@@ -34,7 +43,9 @@ func OpenStore(ctx context.Context, c config.Store) (Store, error) {
 		}
 		return s, nil
 	case "postgres":
-		s, err := pgstore.Open(ctx, c.URL)
+		s, err := pgstore.Open(ctx, c.URL, pgstore.WithListenErrors(func(err error) {
+			log.Error("postgres change listener lost its connection; reconnecting (changes by other bhrd processes are picked up again after it)", zap.Error(err))
+		}))
 		if err != nil {
 			return nil, fmt.Errorf("open postgres store: %w", err)
 		}
@@ -45,7 +56,11 @@ func OpenStore(ctx context.Context, c config.Store) (Store, error) {
 
 // OpenMigrated opens the store and brings its schema up to date.
 func OpenMigrated(ctx context.Context, c config.Store) (Store, []string, error) {
-	s, err := OpenStore(ctx, c)
+	return openMigrated(ctx, c, zap.NewNop())
+}
+
+func openMigrated(ctx context.Context, c config.Store, log *zap.Logger) (Store, []string, error) {
+	s, err := openStore(ctx, c, log)
 	if err != nil {
 		return nil, nil, err
 	}
