@@ -88,6 +88,25 @@ func TestE2EBGP(t *testing.T) {
 			return ok, string(body)
 		})
 	})
+	t.Run("internal ident refused to remote enforcers", func(t *testing.T) {
+		for _, req := range []struct{ method, path string }{
+			{"POST", "/bhr/api/set_blocked_multi/" + bgpIdent},
+			{"GET", "/bhr/api/unblock_queue/" + bgpIdent},
+		} {
+			var body any
+			if req.method == "POST" {
+				body = map[string]any{"ids": []int64{1}}
+			}
+			status, out := e.api.do(req.method, req.path, body)
+			if status != 409 || !strings.Contains(string(out), "enforced inside bhrd") {
+				t.Errorf("%s %s: %d %s, want 409 naming the internal enforcer", req.method, req.path, status, out)
+			}
+		}
+		// Other idents are still free for remote enforcers.
+		if status, out := e.api.do("GET", "/bhr/api/unblock_queue/remote1", nil); status != 200 {
+			t.Errorf("unblock_queue/remote1: %d %s", status, out)
+		}
+	})
 	for _, tc := range cases {
 		t.Run(tc.name+" block and unblock_now", func(t *testing.T) {
 			fam := bgptest.FamilyOf(tc.want)

@@ -189,6 +189,9 @@ func (a *API) postBlockSetBlocked(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
+	if a.refuseInternal(c, ident) {
+		return
+	}
 	if err := a.svc.SetBlocked(c.Request.Context(), ident, []int64{id}); err != nil {
 		a.writeError(c, err)
 		return

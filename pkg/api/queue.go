@@ -118,6 +118,9 @@ func (a *API) writeQueue(c *gin.Context, items []queue.QueueItem) {
 // POST api/set_blocked_multi/<ident> {"ids": [block ids]}
 func (a *API) postSetBlockedMulti(c *gin.Context) {
 	ident := wildcard(c, "ident")
+	if a.refuseInternal(c, ident) {
+		return
+	}
 	in, err := readInput(c)
 	if err != nil {
 		a.writeError(c, err)
@@ -148,6 +151,9 @@ func idsError(err error, what string) error {
 // GET api/unblock_queue/<ident>
 func (a *API) getUnblockQueue(c *gin.Context) {
 	ident := wildcard(c, "ident")
+	if a.refuseInternal(c, ident) {
+		return
+	}
 	items, err := a.svc.UnblockQueue(c.Request.Context(), ident, queue.QueueLimit)
 	if err != nil {
 		a.writeError(c, err)
@@ -186,4 +192,15 @@ func (a *API) postSetUnblockedMulti(c *gin.Context) {
 	}
 	a.auditSetUnblocked(c, open)
 	writeJSON(c, http.StatusOK, statusOK)
+}
+
+// refuseInternal answers 409 when ident belongs to an enforcer inside
+// bhrd: only that enforcer may report what it installed or removed.
+func (a *API) refuseInternal(c *gin.Context, ident string) bool {
+	if !a.internal[ident] {
+		return false
+	}
+	writeJSON(c, http.StatusConflict, detail("ident "+ident+" is enforced inside bhrd (enforcers in its config); a remote enforcer needs an ident of its own"))
+	c.Abort()
+	return true
 }
