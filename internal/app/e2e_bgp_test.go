@@ -141,12 +141,13 @@ func TestE2EBGP(t *testing.T) {
 		}
 		e.router.WaitRIB(bgp.IPv4Unicast, 5*time.Second, []netip.Prefix{p}, blackholeCheck(nextHopV4))
 		// Watch the route until it goes: it must stay until unblock_at and
-		// be gone within 1 s after it. Each poll is timed before the read,
-		// so "absent at t" means withdrawn at or before t.
+		// be gone within 1 s after it. A read that finds it absent only
+		// says it was withdrawn before the read ended, so each poll is
+		// timed after its read.
 		var goneAt time.Time
 		ok, last := bgptest.Poll(time.Until(unblockAt)+5*time.Second, func() (bool, string) {
-			at := time.Now()
 			rib := e.router.RIB(bgp.IPv4Unicast)
+			at := time.Now()
 			if _, present := rib[p]; present {
 				return false, "still announced at " + at.Format(time.StampMicro)
 			}

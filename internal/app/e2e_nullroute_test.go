@@ -192,8 +192,10 @@ func TestE2ENullroute(t *testing.T) {
 	}
 	var goneAt time.Time
 	ok, last := bgptest.Poll(time.Until(blk.UnblockAt)+5*time.Second, func() (bool, string) {
-		at := time.Now()
+		// Timed after the read: an absent route was removed before the
+		// read ended, not before it began (ip takes milliseconds).
 		got := blackholesIn(t, ns, "66")
+		at := time.Now()
 		if slices.Contains(got, "198.51.100.2/32") {
 			return false, fmt.Sprint(got)
 		}
