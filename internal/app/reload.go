@@ -1,6 +1,8 @@
 package app
 
 import (
+	"context"
+	"fmt"
 	"reflect"
 
 	"go.uber.org/zap"
@@ -59,6 +61,27 @@ func (a *App) Reload(file string, next config.Config) (ReloadResult, error) {
 		res.Applied = append(res.Applied, "policy")
 	}
 
+	// BGP peers added, removed or changed, with everything else in bgp
+	// and the enforcers as they are: sessions of untouched peers stay up.
+	nb, ob := next.BGP, cur.BGP
+	nb.Peers, ob.Peers = nil, nil
+	if !reflect.DeepEqual(next.BGP.Peers, cur.BGP.Peers) && reflect.DeepEqual(nb, ob) &&
+		reflect.DeepEqual(next.Enforcers, cur.Enforcers) {
+		if err := a.reloadPeers(next); err != nil {
+			return res, err
+		}
+		cur.BGP.Peers = next.BGP.Peers
+		// The peers' addresses are protected from blocking: follow them.
+		pol, err := PolicyFromConfig(cur)
+		if err != nil {
+			return res, err
+		}
+		if err := a.svc.SetPolicy(pol); err != nil {
+			return res, err
+		}
+		res.Applied = append(res.Applied, "bgp.peers")
+	}
+
 	if err := a.audit.Reopen(); err != nil {
 		a.log.Error("reopen audit log", zap.Error(err))
 	} else if a.audit.Path() != "" {
@@ -83,4 +106,37 @@ func (a *App) Reload(file string, next config.Config) (ReloadResult, error) {
 		zap.Strings("not_reloaded", res.NotReloaded))
 	a.audit.ConfigReloaded(audit.Actor{Name: audit.System}, file, res.Applied, res.NotReloaded)
 	return res, nil
+}
+
+// reloadPeers gives each bgp enforcer's speaker its peers from next.
+func (a *App) reloadPeers(next config.Config) error {
+	nBGP := 0
+	byIdent := map[string]config.Enforcer{}
+	for _, e := range next.Enforcers {
+		byIdent[e.Ident] = e
+		if e.Type == "bgp" {
+			nBGP++
+		}
+	}
+	for _, re := range a.runningEnforcers() {
+		if re.speaker == nil {
+			continue
+		}
+		ec := byIdent[re.enf.Ident()]
+		eb := config.EnforcerBGP{}
+		if ec.BGP != nil {
+			eb = *ec.BGP
+		}
+		sc, err := speakerConfig(next.BGP, eb, nBGP)
+		if err != nil {
+			return err
+		}
+		added, removed, err := re.speaker.SetPeers(context.Background(), sc.Peers)
+		if err != nil {
+			return fmt.Errorf("enforcer %s: %w", re.enf.Ident(), err)
+		}
+		a.log.Info("bgp peers reloaded", zap.String("ident", re.enf.Ident()),
+			zap.Stringers("added", added), zap.Stringers("removed", removed))
+	}
+	return nil
 }

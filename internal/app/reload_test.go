@@ -40,10 +40,10 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(res.Applied, []string{"log.level", "policy"}) {
+	if !slices.Equal(res.Applied, []string{"log.level", "policy", "bgp.peers"}) {
 		t.Errorf("applied %v", res.Applied)
 	}
-	if !slices.Equal(res.NotReloaded, []string{"api: restart needed", "bgp: restart needed"}) {
+	if !slices.Equal(res.NotReloaded, []string{"api: restart needed"}) {
 		t.Errorf("not reloaded %v", res.NotReloaded)
 	}
 	if lvl.Level() != zapcore.DebugLevel {
@@ -53,10 +53,13 @@ func TestReload(t *testing.T) {
 	if p.MinimumPrefixLen != 23 {
 		t.Errorf("minimum_prefixlen %d after reload", p.MinimumPrefixLen)
 	}
-	// The protected set still follows the running BGP peers, not the
-	// file's new ones (BGP is not reloaded).
-	if !slices.ContainsFunc(p.Protected, func(pp queue.ProtectedPrefix) bool { return pp.Prefix.String() == "192.0.2.1/32" }) {
-		t.Errorf("protected set lost the running peer: %v", p.Protected)
+	// The protected set follows the peers: the new one is protected, the
+	// removed one no longer.
+	isProtected := func(s string) bool {
+		return slices.ContainsFunc(p.Protected, func(pp queue.ProtectedPrefix) bool { return pp.Prefix.String() == s })
+	}
+	if !isProtected("192.0.2.9/32") || isProtected("192.0.2.1/32") {
+		t.Errorf("protected set after a peer reload: %v", p.Protected)
 	}
 	if n := logs.FilterMessage(audit.EventConfigReloaded).Len(); n != 1 {
 		t.Fatalf("%d config_reloaded lines", n)
@@ -67,7 +70,29 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Applied) != 0 || !slices.Equal(res.NotReloaded, []string{"api: restart needed", "bgp: restart needed"}) {
+	if len(res.Applied) != 0 || !slices.Equal(res.NotReloaded, []string{"api: restart needed"}) {
 		t.Errorf("second reload: %+v", res)
+	}
+}
+
+// A bgp change beyond the peer list still needs a restart.
+func TestReloadBGPOtherThanPeers(t *testing.T) {
+	cfg := config.Default()
+	cfg.Store.Path = filepath.Join(t.TempDir(), "bhrd.db")
+	cfg.BGP.ASN, cfg.BGP.RouterID = 64512, "192.0.2.254"
+	a, err := New(context.Background(), Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.store.Close()
+	next := cfg
+	next.BGP.ASN = 64513
+	next.BGP.Peers = []config.Peer{{Address: "192.0.2.9", ASN: 64500}}
+	res, err := a.Reload("bhrd.yaml", next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(res.Applied, "bgp.peers") || !slices.Equal(res.NotReloaded, []string{"bgp: restart needed"}) {
+		t.Errorf("reload of asn and peers: %+v", res)
 	}
 }
