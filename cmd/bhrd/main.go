@@ -155,7 +155,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 		case <-ctx.Done():
 			done = true
 		case <-hup:
-			reload(a, *cfgPath, log)
+			a.NotifyReload(func() { reload(a, *cfgPath, log) })
 		}
 	}
 	stop()

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -49,7 +50,10 @@ type App struct {
 	httpSrv  *http.Server
 	listener net.Listener
 
-	enfMu     sync.RWMutex // guards enforcers against scrapes and health checks
+	enfMu sync.RWMutex // guards enforcers against scrapes and health checks
+	// readySent is set once READY=1 went to systemd.
+	readySent atomic.Bool
+
 	enforcers []*runningEnforcer
 	enfCancel context.CancelFunc
 	enfWG     sync.WaitGroup

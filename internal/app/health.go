@@ -60,6 +60,7 @@ func (a *App) Notify(ctx context.Context) {
 	if err := sdNotify("READY=1"); err != nil {
 		a.log.Warn("sd_notify READY", zap.Error(err))
 	}
+	a.readySent.Store(true)
 	interval := watchdogInterval()
 	if interval <= 0 {
 		return

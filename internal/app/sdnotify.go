@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // sdNotify sends a state string to systemd when run under Type=notify
@@ -42,4 +44,27 @@ func watchdogInterval() time.Duration {
 		return 0
 	}
 	return time.Duration(usec) * time.Microsecond / 2
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, as RELOADING=1 wants.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1000
+}
+
+// NotifyReload runs reload between RELOADING=1 and READY=1, so that
+// "systemctl reload" waits for it and shows it. Before bhrd has reported
+// READY=1 the first time it just runs reload: a reload must not announce
+// readiness that start-up has not reached.
+func (a *App) NotifyReload(reload func()) {
+	if !a.readySent.Load() {
+		reload()
+		return
+	}
+	_ = sdNotify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonicUsec()))
+	reload()
+	_ = sdNotify("READY=1")
 }
