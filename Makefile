@@ -42,7 +42,12 @@ lint:
 verify-unit: build
 	@if command -v systemd-analyze >/dev/null; then \
 	  d=$$(mktemp -d); sed "s|/usr/bin/bhrd|$(CURDIR)/$(BIN)|" deploy/systemd/bhrd.service > $$d/bhrd.service; \
-	  systemd-analyze verify --man=no $$d/bhrd.service && echo "systemd-analyze verify: ok"; rc=$$?; rm -rf $$d; exit $$rc; \
+	  systemd-analyze verify --man=no $$d/bhrd.service && echo "systemd-analyze verify: ok"; rc=$$?; rm -rf $$d; [ $$rc = 0 ] || exit $$rc; \
+	  d=$$(mktemp -d); mkdir -p $$d/etc/bhrd; touch $$d/etc/bhrd/bhrd.yaml; \
+	  printf 'root:x:0:0::/root:/bin/sh\nbhrd:x:990:990::/var/lib/bhrd:/usr/sbin/nologin\n' > $$d/etc/passwd; \
+	  printf 'root:x:0:\nbhrd:x:990:\n' > $$d/etc/group; \
+	  systemd-tmpfiles --root=$$d --create $(CURDIR)/deploy/systemd/bhrd.tmpfiles && \
+	  [ "$$(stat -c %a:%g $$d/etc/bhrd/bhrd.yaml)" = 640:990 ] && echo "systemd-tmpfiles: ok"; rc=$$?; rm -rf $$d; exit $$rc; \
 	else echo "systemd-analyze not installed: unit not verified"; fi
 
 # Installs the way a Debian package would: binary, unit, sysusers and
