@@ -75,11 +75,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	if len(applied) > 0 {
 		opts.Logger.Info("schema migrated", zap.Strings("applied", applied))
 	}
-	pol, err := PolicyFromConfig(opts.Config)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
+	pol := PolicyFromConfig(opts.Config)
 	m := newMetrics()
 	svc, err := queue.NewService(countStoreErrors(st, m.storeErrors), pol, opts.Clock)
 	if err != nil {
@@ -92,7 +88,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 }
 
 // PolicyFromConfig maps the policy section to the queue's Policy.
-func PolicyFromConfig(c config.Config) (queue.Policy, error) {
+func PolicyFromConfig(c config.Config) queue.Policy {
 	p := c.Policy
 	return queue.Policy{
 		Protected:              protectedPrefixes(c),
@@ -103,7 +99,7 @@ func PolicyFromConfig(c config.Config) (queue.Policy, error) {
 		PenaltyTimeMultiplier:  p.PenaltyTimeMultiplier,
 		ReturnToBaseMultiplier: p.ReturnToBaseMultiplier,
 		ReturnToBaseFactor:     p.ReturnToBaseFactor,
-	}, nil
+	}
 }
 
 // Service returns the queue service.

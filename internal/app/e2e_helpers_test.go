@@ -253,11 +253,7 @@ func seedService(t testing.TB, cfg config.Config, clock queue.Clock) (*queue.Ser
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	pol, err := app.PolicyFromConfig(cfg)
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
+	pol := app.PolicyFromConfig(cfg)
 	svc, err := queue.NewService(st, pol, clock)
 	if err != nil {
 		st.Close()

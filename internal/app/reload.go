@@ -50,10 +50,7 @@ func (a *App) Reload(file string, next config.Config) (ReloadResult, error) {
 		trial.Policy.LocalNetworks = cur.Policy.LocalNetworks
 		// Protected addresses come from the running BGP and enforcer
 		// settings, which a reload does not change.
-		pol, err := PolicyFromConfig(trial)
-		if err != nil {
-			return res, err
-		}
+		pol := PolicyFromConfig(trial)
 		if err := a.svc.SetPolicy(pol); err != nil {
 			return res, err
 		}
@@ -72,10 +69,7 @@ func (a *App) Reload(file string, next config.Config) (ReloadResult, error) {
 		}
 		cur.BGP.Peers = next.BGP.Peers
 		// The peers' addresses are protected from blocking: follow them.
-		pol, err := PolicyFromConfig(cur)
-		if err != nil {
-			return res, err
-		}
+		pol := PolicyFromConfig(cur)
 		if err := a.svc.SetPolicy(pol); err != nil {
 			return res, err
 		}

@@ -278,7 +278,7 @@ func (e *Enforcer) step(ctx context.Context) (more bool, err error) {
 		if err != nil {
 			return false, fmt.Errorf("block queue: %w", err)
 		}
-		e.setCapped(ctx, len(waiting) > 0)
+		e.setCapped(len(waiting) > 0)
 		return len(uq) == queue.QueueLimit, nil
 	}
 	bq, err := e.svc.BlockQueue(ctx, e.cfg.Ident, time.Time{}, min(room, queue.QueueLimit))
@@ -298,11 +298,11 @@ func (e *Enforcer) step(ctx context.Context) (more bool, err error) {
 			capped = true
 		}
 	}
-	e.setCapped(ctx, capped)
+	e.setCapped(capped)
 	return len(uq) == queue.QueueLimit || (len(bq) == queue.QueueLimit && !capped), nil
 }
 
-func (e *Enforcer) setCapped(_ context.Context, capped bool) {
+func (e *Enforcer) setCapped(capped bool) {
 	e.mu.Lock()
 	was := e.status.Capped
 	e.status.Capped = capped

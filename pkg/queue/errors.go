@@ -30,7 +30,6 @@ var (
 	ErrNotBlocked = errors.New("not currently blocked")
 	ErrNotFound   = errors.New("not found")
 	ErrDuplicate  = errors.New("already exists")
-	ErrTooMany    = errors.New("too many items")
 )
 
 // FieldError is a problem with one field of a request. BHR shows it as
