@@ -26,7 +26,12 @@ type Store interface {
 	//     unblock_at copy of all its entries.
 	// It returns the inserted blocks, with their ids, in Plan.Inserts order.
 	// If plan returns an error, nothing is written and that error is
-	// returned unchanged.
+	// returned unchanged. A store may also call plan first with a guess of
+	// the states (pgstore guesses that no cidr was ever blocked, and
+	// checks that under the locks as it writes); only the plan of a call
+	// with the states read under the locks is written, so plan must
+	// depend on nothing but its states and be safe to call more than once.
+	// An error from a guess's plan is not returned.
 	ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.Time, plan PlanFunc) ([]Block, error)
 
 	// UnblockNow force-unblocks the expected block with exactly cidr:

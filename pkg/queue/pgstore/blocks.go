@@ -12,6 +12,7 @@ import (
 	"github.com/bhrd/bhrd/pkg/queue"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 const blockCols = `id, cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why`
@@ -101,6 +102,49 @@ WITH closed AS (
 )
 SELECT ` + blockCols + ` FROM ins ORDER BY id`
 
+// sqlInsertFresh is sqlInsert for a batch of cidrs that have never been
+// blocked (the guess of ApplyBlocks' first round trip): it writes only if
+// none of them has a block, and then there is no entry to close. The guard
+// probes blocks_cidr once per cidr; its "= ANY(array)" form would be
+// planned as a sequential scan when the generic plan is made on a nearly
+// empty table, and the plan stays for the life of the connection.
+var sqlInsertFresh = `
+WITH ins AS (
+	INSERT INTO blocks (cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why)
+	SELECT cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why
+	FROM unnest($1::cidr[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+	            $7::bool[], $8::bool[], $9::text[], $10::text[])
+	     WITH ORDINALITY AS t(cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why, ord)
+	WHERE NOT EXISTS (
+		SELECT 1 FROM unnest($12::cidr[]) AS c(cidr)
+		CROSS JOIN LATERAL (SELECT 1 FROM blocks b WHERE b.cidr = c.cidr ORDER BY b.cidr, b.id LIMIT 1) x)
+	ORDER BY ord
+	RETURNING ` + blockCols + `
+), queued AS (
+	INSERT INTO pending (ident, block_id)
+	SELECT i.name, b.id FROM ins b CROSS JOIN idents i
+	WHERE ` + expectedAt("$11") + `
+)
+SELECT ` + blockCols + ` FROM ins ORDER BY id`
+
+// sqlLockOne and sqlInsertFreshOne are sqlLock and sqlInsertFresh for a
+// single cidr and block, with scalar parameters: the usual request, and
+// a tenth cheaper for PostgreSQL than the array forms.
+const sqlLockOne = `SELECT pg_advisory_xact_lock_shared($1, $2)::text, pg_advisory_xact_lock_shared($1, $3)::text, pg_advisory_xact_lock($4)::text`
+
+var sqlInsertFreshOne = `
+WITH ins AS (
+	INSERT INTO blocks (cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why)
+	SELECT $1::cidr, $2::text, $3::text, $4::text, $5::timestamptz, $6::timestamptz, $7::bool, $8::bool, $9::text, $10::text
+	WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE b.cidr = $1::cidr ORDER BY b.cidr, b.id LIMIT 1)
+	RETURNING ` + blockCols + `
+), queued AS (
+	INSERT INTO pending (ident, block_id)
+	SELECT i.name, b.id FROM ins b CROSS JOIN idents i
+	WHERE ` + expectedAt("$11") + `
+)
+SELECT ` + blockCols + ` FROM ins`
+
 // sqlExtend moves blocks' and their entries' ends. A block that was no
 // longer expected and becomes expected again is queued again for the
 // idents that have no entry for it. Unknown ids abort the transaction.
@@ -124,28 +168,6 @@ WITH x AS (
 SELECT CASE WHEN count(*) = cardinality($1::int8[]) THEN true
        ELSE bhrd_not_found('extend: unknown block id among ' || array_to_string($1::int8[], ',')) END
 FROM ub`
-
-// queueNotifyAfterCommit queues, after the COMMIT of a writing
-// transaction and in the same round trip, a transaction of its own that
-// notifies "blocks" (when cond, SQL over args from $1, holds). A NOTIFY
-// inside the writing transaction would hold PostgreSQL's cluster-wide
-// notification lock through that transaction's commit and WAL flush, so
-// that concurrent writers could never share a flush: a global commit lock
-// in disguise (measured: a third less throughput with four writers). This
-// transaction need not wait for the flush and holds that lock for
-// microseconds. The notification still follows only a successful commit (a
-// failed transaction skips the rest of the pipeline), and listeners see the
-// data when they are woken. Should it be lost (the server crashing in
-// between), listeners resynchronise when they reconnect. Its result is
-// best effort: callers ignore it, as their write is committed.
-func queueNotifyAfterCommit(b *pgx.Batch, cond string, args ...any) {
-	if cond == "" {
-		cond = "true"
-	}
-	b.Queue("BEGIN")
-	b.Queue(`SELECT set_config('synchronous_commit', 'off', true), pg_notify('`+Channel+`', 'blocks')::text WHERE `+cond, args...)
-	b.Queue("COMMIT")
-}
 
 // execUntilCommit reads the results of a batch up to and including its
 // COMMIT (n results before it, read by the read functions, which may be
@@ -181,9 +203,14 @@ func execUntilCommit(br pgx.BatchResults, reads ...func(pgx.Rows) error) error {
 	return nil
 }
 
-// ApplyBlocks implements queue.Store in two round trips: BEGIN, the
-// sorted per-cidr locks and the state reads; then, after plan, the writes,
-// COMMIT and the notification.
+// ApplyBlocks implements queue.Store. Most blocks are of cidrs never
+// blocked before; for a batch that can lock per cidr it first guesses that
+// and writes plan's answer for empty states in one round trip (BEGIN, the
+// locks and sqlInsertFresh in one implicit transaction), which writes
+// nothing if any cidr has a block after all. Otherwise, or when the guess was wrong, two round trips:
+// BEGIN, the sorted per-cidr locks and the state reads; then, after plan
+// with the real states, the writes and COMMIT. plan may thus be called
+// twice; only the plan of the last call is written.
 func (s *Store) ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.Time, plan queue.PlanFunc) (_ []queue.Block, err error) {
 	now = now.UTC()
 	locked := make(map[netip.Prefix]bool, len(cidrs))
@@ -202,14 +229,29 @@ func (s *Store) ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.
 	defer conn.Release()
 	defer finishTx(conn)
 
-	states := make(map[netip.Prefix]queue.CIDRState, len(uniq))
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
 	keys := lockKeys(uniq)
 	bulk := len(keys) > maxCIDRLocks
 	if bulk {
 		keys = nil
 	}
+	if !bulk && len(uniq) > 0 {
+		// The guess is only worth a round trip if it writes something: a
+		// plan that, for cidrs without state, inserts.
+		if p, perr := plan(map[netip.Prefix]queue.CIDRState{}); perr == nil && len(p.Extends) == 0 && len(p.Inserts) > 0 {
+			inserted, ok, err := s.applyFresh(ctx, conn, uniq, keys, locked, now, p.Inserts)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				s.notifyBlocks()
+				return inserted, nil
+			}
+		}
+	}
+
+	states := make(map[netip.Prefix]queue.CIDRState, len(uniq))
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
 	b.Queue(sqlLock, lockClass, lockIdents, bulk, lockBulk, keys)
 	if len(uniq) > 0 {
 		b.Queue(sqlReadStates, uniq, now).Query(func(rows pgx.Rows) error {
@@ -239,33 +281,14 @@ func (s *Store) ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.
 	if err != nil {
 		return nil, err
 	}
-	for _, ins := range p.Inserts {
-		if !locked[ins.CIDR.Masked()] {
-			return nil, fmt.Errorf("apply blocks: plan inserts %s, which is not among the locked cidrs", ins.CIDR)
-		}
+	if err := checkLocked(p.Inserts, locked); err != nil {
+		return nil, err
 	}
 
 	var inserted []queue.Block
 	w := &pgx.Batch{}
-	if n := len(p.Inserts); n > 0 {
-		var (
-			cidrs                  = make([]netip.Prefix, n)
-			who, source, why       = make([]string, n), make([]string, n), make([]string, n)
-			unblockWho, unblockWhy = make([]string, n), make([]string, n)
-			added, unblockAt       = make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
-			skip, forced           = make([]bool, n), make([]bool, n)
-		)
-		for i, ins := range p.Inserts {
-			cidrs[i] = ins.CIDR.Masked()
-			who[i], source[i], why[i] = ins.Who, ins.Source, ins.Why
-			unblockWho[i], unblockWhy[i] = ins.UnblockWho, ins.UnblockWhy
-			if ins.Added.IsZero() {
-				ins.Added = now
-			}
-			added[i], unblockAt[i] = tsIn(ins.Added), tsIn(ins.UnblockAt)
-			skip[i], forced[i] = ins.SkipWhitelist, ins.ForcedUnblock
-		}
-		w.Queue(sqlInsert, cidrs, who, source, why, added, unblockAt, skip, forced, unblockWho, unblockWhy, now)
+	if len(p.Inserts) > 0 {
+		w.Queue(sqlInsert, insertArgs(p.Inserts, now)...)
 	}
 	var extendIDs []int64
 	if len(p.Extends) > 0 {
@@ -285,21 +308,11 @@ func (s *Store) ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.
 		w.Queue(sqlExtend, extendIDs, ends, now)
 	}
 	w.Queue("COMMIT")
-	if len(p.Inserts) > 0 || len(extendIDs) > 0 {
-		queueNotifyAfterCommit(w, "")
-	}
 	var reads []func(pgx.Rows) error
 	if len(p.Inserts) > 0 {
 		reads = append(reads, func(rows pgx.Rows) error {
-			inserted = make([]queue.Block, 0, len(p.Inserts))
-			for rows.Next() {
-				blk, err := scanBlock(rows)
-				if err != nil {
-					return err
-				}
-				inserted = append(inserted, blk)
-			}
-			return nil
+			inserted, err = scanInserted(rows, len(p.Inserts))
+			return err
 		})
 	}
 	if len(extendIDs) > 0 {
@@ -307,17 +320,118 @@ func (s *Store) ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.
 	}
 	br := conn.SendBatch(ctx, w)
 	err = execUntilCommit(br, reads...)
-	_ = br.Close() // after the COMMIT: the notification is best effort
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return nil, mapErr("apply blocks", err, queue.ErrNotFound)
 	}
-	for i := range inserted {
-		if inserted[i].CIDR != p.Inserts[i].CIDR.Masked() {
-			// Would mean PostgreSQL assigned ids out of input order.
-			return nil, fmt.Errorf("apply blocks: inserted block %d is %s, want %s", i, inserted[i].CIDR, p.Inserts[i].CIDR)
-		}
+	if err := checkInserted(inserted, p.Inserts); err != nil {
+		return nil, err
+	}
+	if len(p.Inserts) > 0 || len(extendIDs) > 0 {
+		s.notifyBlocks()
 	}
 	return inserted, nil
+}
+
+// applyFresh writes inserts, planned for cidrs without any block, in one
+// round trip if that is what they are; ok is false (and nothing written)
+// if any of them has a block.
+func (s *Store) applyFresh(ctx context.Context, conn *pgxpool.Conn, uniq []netip.Prefix, keys []int64, locked map[netip.Prefix]bool, now time.Time, inserts []queue.Block) (_ []queue.Block, ok bool, _ error) {
+	if err := checkLocked(inserts, locked); err != nil {
+		return nil, false, err
+	}
+	var inserted []queue.Block
+	read := func(rows pgx.Rows) error {
+		var err error
+		inserted, err = scanInserted(rows, len(inserts))
+		return err
+	}
+	// No BEGIN: the statements of a batch run in one implicit transaction,
+	// committed at its end, and a failed statement fails the batch.
+	b := &pgx.Batch{}
+	if len(uniq) == 1 && len(inserts) == 1 {
+		in := inserts[0]
+		if in.Added.IsZero() {
+			in.Added = now
+		}
+		b.Queue(sqlLockOne, lockClass, lockIdents, lockBulk, keys[0])
+		b.Queue(sqlInsertFreshOne, in.CIDR.Masked(), in.Who, in.Source, in.Why, tsIn(in.Added), tsIn(in.UnblockAt),
+			in.SkipWhitelist, in.ForcedUnblock, in.UnblockWho, in.UnblockWhy, now).Query(read)
+	} else {
+		b.Queue(sqlLock, lockClass, lockIdents, false, lockBulk, keys)
+		b.Queue(sqlInsertFresh, append(insertArgs(inserts, now), uniq)...).Query(read)
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, false, fmt.Errorf("apply blocks: %w", err)
+	}
+	if len(inserted) == 0 {
+		return nil, false, nil
+	}
+	if err := checkInserted(inserted, inserts); err != nil {
+		return nil, false, err
+	}
+	return inserted, true, nil
+}
+
+// insertArgs are the arguments $1-$11 of sqlInsert and sqlInsertFresh.
+func insertArgs(inserts []queue.Block, now time.Time) []any {
+	n := len(inserts)
+	var (
+		cidrs                  = make([]netip.Prefix, n)
+		who, source, why       = make([]string, n), make([]string, n), make([]string, n)
+		unblockWho, unblockWhy = make([]string, n), make([]string, n)
+		added, unblockAt       = make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
+		skip, forced           = make([]bool, n), make([]bool, n)
+	)
+	for i, ins := range inserts {
+		cidrs[i] = ins.CIDR.Masked()
+		who[i], source[i], why[i] = ins.Who, ins.Source, ins.Why
+		unblockWho[i], unblockWhy[i] = ins.UnblockWho, ins.UnblockWhy
+		if ins.Added.IsZero() {
+			ins.Added = now
+		}
+		added[i], unblockAt[i] = tsIn(ins.Added), tsIn(ins.UnblockAt)
+		skip[i], forced[i] = ins.SkipWhitelist, ins.ForcedUnblock
+	}
+	return []any{cidrs, who, source, why, added, unblockAt, skip, forced, unblockWho, unblockWhy, now}
+}
+
+func checkLocked(inserts []queue.Block, locked map[netip.Prefix]bool) error {
+	for _, ins := range inserts {
+		if !locked[ins.CIDR.Masked()] {
+			return fmt.Errorf("apply blocks: plan inserts %s, which is not among the locked cidrs", ins.CIDR)
+		}
+	}
+	return nil
+}
+
+func scanInserted(rows pgx.Rows, n int) ([]queue.Block, error) {
+	inserted := make([]queue.Block, 0, n)
+	for rows.Next() {
+		blk, err := scanBlock(rows)
+		if err != nil {
+			return nil, err
+		}
+		inserted = append(inserted, blk)
+	}
+	return inserted, rows.Err()
+}
+
+// checkInserted checks that the store returned one block per insert, in
+// order.
+func checkInserted(inserted, inserts []queue.Block) error {
+	if len(inserted) != len(inserts) {
+		return fmt.Errorf("apply blocks: %d blocks inserted, want %d", len(inserted), len(inserts))
+	}
+	for i := range inserted {
+		if inserted[i].CIDR != inserts[i].CIDR.Masked() {
+			// Would mean PostgreSQL assigned ids out of input order.
+			return fmt.Errorf("apply blocks: inserted block %d is %s, want %s", i, inserted[i].CIDR, inserts[i].CIDR)
+		}
+	}
+	return nil
 }
 
 var sqlUnblockNow = `

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -576,16 +577,30 @@ func TestApplyBlocksLockModes(t *testing.T) {
 		}
 		return out
 	}
+	// during runs when plan is called under the locks: with the states of
+	// the cidrs, which have all been blocked before (a batch of cidrs never
+	// blocked is first tried in one round trip, with plan called before any
+	// lock is taken).
 	insertPlan := func(batch []netip.Prefix, during func() error) queue.PlanFunc {
-		return func(map[netip.Prefix]queue.CIDRState) (queue.Plan, error) {
-			if err := during(); err != nil {
-				return queue.Plan{}, err
+		return func(st map[netip.Prefix]queue.CIDRState) (queue.Plan, error) {
+			if len(st) > 0 {
+				if err := during(); err != nil {
+					return queue.Plan{}, err
+				}
 			}
 			return newBlockPlan(batch, at(0))(nil)
 		}
 	}
+	expired := func(batch []netip.Prefix) {
+		old := make([]queue.Block, len(batch))
+		for i, c := range batch {
+			old[i] = queue.Block{CIDR: c, Added: at(-100), UnblockAt: at(-50)}
+		}
+		insert(t, s, at(-100), old...)
+	}
 
 	small := cidrs(0, maxCIDRLocks)
+	expired(small)
 	var held int64
 	got, err := s.ApplyBlocks(ctx, small, at(0), insertPlan(small, func() error { held = heldCIDRLocks(); return nil }))
 	if err != nil || len(got) != len(small) {
@@ -596,6 +611,7 @@ func TestApplyBlocksLockModes(t *testing.T) {
 	}
 
 	big := cidrs(10000, maxCIDRLocks+500)
+	expired(big)
 	other := make(chan error, 1)
 	got, err = s.ApplyBlocks(ctx, big, at(0), insertPlan(big, func() error {
 		if n := heldCIDRLocks(); n != 0 {
@@ -632,7 +648,115 @@ func TestApplyBlocksLockModes(t *testing.T) {
 	if err := <-other; err != nil {
 		t.Fatal(err)
 	}
-	if n := countRows(t, s, `SELECT count(*) FROM blocks`); n != int64(len(small)+len(big)+1) {
+	if n := countRows(t, s, `SELECT count(*) FROM blocks`); n != int64(2*len(small)+2*len(big)+1) {
 		t.Fatalf("%d blocks stored", n)
+	}
+}
+
+// Blocks of cidrs never blocked are written in one round trip, planned
+// before any lock; any cidr with history sends the batch through the
+// locked read and a second plan, which alone is written.
+func TestApplyBlocksFreshGuess(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	blockQueue(t, s, "bgp1", at(0)) // a known ident: inserts are queued
+	var calls []map[netip.Prefix]queue.CIDRState
+	apply := func(cidrs ...string) []queue.Block {
+		t.Helper()
+		calls = nil
+		batch := pfxs(cidrs...)
+		got, err := s.ApplyBlocks(ctx, batch, at(0), func(st map[netip.Prefix]queue.CIDRState) (queue.Plan, error) {
+			calls = append(calls, maps.Clone(st))
+			return newBlockPlan(batch, at(0))(st)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	// One fresh cidr (the scalar statement), then a fresh batch (arrays).
+	one := apply("192.0.2.1/32")
+	if len(calls) != 1 || len(one) != 1 || one[0].CIDR != pfx("192.0.2.1/32") {
+		t.Fatalf("fresh cidr: %d plan calls, blocks %v", len(calls), one)
+	}
+	three := apply("192.0.2.2/32", "192.0.2.3/32", "2001:db8::/64")
+	if len(calls) != 1 || len(three) != 3 || three[2].CIDR != pfx("2001:db8::/64") {
+		t.Fatalf("fresh batch: %d plan calls, blocks %v", len(calls), three)
+	}
+	if q := blockQueue(t, s, "bgp1", at(0)); !equalIDs(q, blockIDs(append(one, three...))) {
+		t.Fatalf("queue %v, want every block", q)
+	}
+
+	// One cidr of the batch has a block: nothing of the guess is written,
+	// plan sees the real state and its (empty) plan is what is written.
+	if got := apply("192.0.2.4/32", "192.0.2.1/32"); len(calls) != 2 || len(calls[1]) != 1 || calls[1][pfx("192.0.2.1/32")].Expected == nil {
+		t.Fatalf("batch with a blocked cidr: %d plan calls (%v), blocks %v", len(calls), calls, got)
+	} else if len(got) != 1 || got[0].CIDR != pfx("192.0.2.4/32") {
+		t.Fatalf("batch with a blocked cidr wrote %v, want only 192.0.2.4/32", got)
+	}
+	if n := countRows(t, s, `SELECT count(*) FROM blocks`); n != 5 {
+		t.Fatalf("%d blocks stored, want 5", n)
+	}
+}
+
+// The guess reads a cidr's blocks only once it holds the cidr's lock: a
+// block committed by the writer it waited for is seen, and the request
+// becomes a duplicate instead of a second expected block.
+func TestApplyBlocksFreshGuessWaitsForLock(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	cidr := pfx("198.51.100.7/32")
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, cidrLockKey(cidr)); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		blocks []queue.Block
+		states []map[netip.Prefix]queue.CIDRState
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		batch := []netip.Prefix{cidr}
+		r.blocks, r.err = s.ApplyBlocks(ctx, batch, at(0), func(st map[netip.Prefix]queue.CIDRState) (queue.Plan, error) {
+			r.states = append(r.states, maps.Clone(st))
+			return newBlockPlan(batch, at(0))(st)
+		})
+		done <- r
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for countRows(t, s, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1`) == 0 {
+		select {
+		case r := <-done:
+			t.Fatalf("ApplyBlocks finished (%v, %v) while the cidr's lock was held elsewhere", r.blocks, r.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ApplyBlocks never waited for the cidr's lock")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The lock holder blocks the cidr, as a concurrent writer would.
+	if _, err := tx.Exec(ctx, `INSERT INTO blocks (cidr, added, unblock_at) VALUES ($1, $2, $3)`, cidr, at(0), at(3600)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if len(r.blocks) != 0 || len(r.states) != 2 || r.states[1][cidr].Expected == nil {
+		t.Fatalf("wrote %v after plan calls with states %v; want nothing, planned over the committed block", r.blocks, r.states)
+	}
+	if n := countRows(t, s, `SELECT count(*) FROM blocks WHERE cidr = $1`, cidr); n != 1 {
+		t.Fatalf("%d blocks of %s, want 1", n, cidr)
 	}
 }

@@ -16,17 +16,21 @@
 // workers; statements whose plan must fit their values are sent with the
 // values inlined. See Open.
 //
-// Round trips. Each ApplyBlocks is two round trips, however large the
-// batch: BEGIN, the locks and the reads of every cidr's state are
-// pipelined in one; the set-based writes, COMMIT and the notification in
-// the other. Batches of more than 1024 cidrs take one exclusive lock
+// Round trips. A batch of cidrs never blocked before (the usual block)
+// is written in one round trip: the plan for empty states, then the locks
+// and an insert that writes only if none of the cidrs has a block, in one
+// implicit transaction. Otherwise each ApplyBlocks is two round trips,
+// however large the batch: BEGIN, the locks and the reads of every cidr's
+// state are pipelined in one; the set-based writes and COMMIT in the
+// other. Batches of more than 1024 cidrs take one exclusive lock
 // instead of a lock per cidr, not to exhaust PostgreSQL's lock table.
 // Operations that must check ids (SetBlocked, SetUnblocked) check and
 // write in a single statement.
 //
 // Change notification. Writes that may give an enforcer work notify
 // channel bhrd_changes with payload "blocks" (the frequent ones, ApplyBlocks
-// and SetBlocked, right after their commit: see queueNotifyAfterCommit;
+// and SetBlocked, after their commit, from a goroutine that sends at most
+// one per 2 ms: see runNotifier;
 // UnblockNow in its transaction); whitelist and source blacklist writes
 // notify "whitelist" in theirs.
 // ListenChanges delivers them.

@@ -125,34 +125,23 @@ WITH req AS (
 ), dq AS (
 	DELETE FROM pending p USING b WHERE p.ident = $1 AND p.block_id = b.id
 )
-SELECT chk.ok FROM chk`
+SELECT chk.ok, (SELECT count(*) FROM ins) FROM chk`
 
-// SetBlocked implements queue.Store in one round trip. New entries notify
-// "blocks" (after the commit, see queueNotifyAfterCommit): another bhrd's
-// expiry timer must learn of their unblock_at.
+// SetBlocked implements queue.Store in one statement (one implicit
+// transaction). New entries notify "blocks" after the commit (see
+// runNotifier): another bhrd's expiry timer must learn of their
+// unblock_at.
 func (s *Store) SetBlocked(ctx context.Context, ident string, blockIDs []int64, now time.Time) error {
 	if len(blockIDs) == 0 {
 		return nil
 	}
-	now = now.UTC()
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("set blocked %s: %w", ident, err)
-	}
-	defer conn.Release()
-	defer finishTx(conn)
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(sqlSetBlocked, ident, blockIDs, now)
-	b.Queue("COMMIT")
-	// Entries added now by this call (or an identical one: a spurious
-	// wake-up at worst).
-	queueNotifyAfterCommit(b, `EXISTS (SELECT 1 FROM entries WHERE block_id = ANY($1::int8[]) AND ident = $2 AND added = $3)`, blockIDs, ident, now)
-	br := conn.SendBatch(ctx, b)
-	err = execUntilCommit(br, nil, nil)
-	_ = br.Close()
-	if err != nil {
+	var ok bool
+	var added int64
+	if err := s.pool.QueryRow(ctx, sqlSetBlocked, ident, blockIDs, now.UTC()).Scan(&ok, &added); err != nil {
 		return mapErr("set blocked "+ident, err, queue.ErrNotFound)
+	}
+	if added > 0 {
+		s.notifyBlocks()
 	}
 	return nil
 }

@@ -137,9 +137,16 @@ func TestBlockQueueRegistrationRace(t *testing.T) {
 func TestBlockQueueRegistrationWaitsForWriters(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
+	// An expired block of the cidr: plan is then called under the locks
+	// (after a first call, without them, for the guess that the cidr was
+	// never blocked).
+	insert(t, s, at(-100), newBlock("192.0.2.1/32", at(-100), at(-50)))
 	regDone := make(chan error, 1)
 	var waited bool
-	got, err := s.ApplyBlocks(ctx, pfxs("192.0.2.1/32"), at(0), func(map[netip.Prefix]queue.CIDRState) (queue.Plan, error) {
+	got, err := s.ApplyBlocks(ctx, pfxs("192.0.2.1/32"), at(0), func(st map[netip.Prefix]queue.CIDRState) (queue.Plan, error) {
+		if len(st) == 0 {
+			return queue.Plan{Inserts: []queue.Block{newBlock("192.0.2.1/32", at(0), at(100))}}, nil
+		}
 		go func() {
 			_, err := s.BlockQueue(ctx, "late", at(0), time.Time{}, 10)
 			regDone <- err
