@@ -11,17 +11,26 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// The block queue is an index range scan of pending(ident, block_id). The
-// entry check only matters for a row left by a set_blocked that raced
-// with the ident's registration; it costs one index probe per returned row.
+// The block queue is an index range scan of pending(ident, block_id),
+// joined row by row to the block and its entry check (which only matters
+// for a row left by a set_blocked that raced with the ident's
+// registration), stopping at the limit. The LATERAL ... OFFSET 0 keeps the
+// join in that shape: flattened, the generic plan follows pending's
+// statistics, and those of a queue that held 100,000 blocks (until the
+// next analyze) made it a hash anti join of every expected block with
+// every entry of the ident: 50 ms a call on an empty queue.
 var sqlBlockQueue = `
 SELECT b.id, b.cidr, b.added
-FROM pending p JOIN blocks b ON b.id = p.block_id
+FROM pending p CROSS JOIN LATERAL (
+	SELECT b.id, b.cidr, b.added FROM blocks b
+	WHERE b.id = p.block_id
+	  AND ` + expectedAt("$2") + `
+	  AND ($3::timestamptz IS NULL OR b.added > $3)
+	  AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.ident = $1)
+	OFFSET 0
+) b
 WHERE p.ident = $1
-  AND ` + expectedAt("$2") + `
-  AND ($3::timestamptz IS NULL OR b.added > $3)
-  AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.ident = $1)
-ORDER BY p.block_id
+ORDER BY p.ident, p.block_id
 LIMIT $4`
 
 // Registration is in two steps. First the ident is inserted under the

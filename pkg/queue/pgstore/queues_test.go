@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bhrd/bhrd/pkg/queue"
+	"github.com/jackc/pgx/v5"
 )
 
 func TestBlockQueue(t *testing.T) {
@@ -430,5 +431,72 @@ func TestApplyBlocksConcurrentOverlapping(t *testing.T) {
 	}
 	if n := countRows(t, s, `SELECT count(*) FROM blocks`); n != ncidr {
 		t.Errorf("%d blocks in all, want %d", n, ncidr)
+	}
+}
+
+// The block queue's plan must not follow pending's statistics into a
+// join of every expected block with every entry: after a queue of 20,000
+// was drained, and before anything vacuums or analyzes pending again, the
+// generic plan of an empty queue walks pending's index only.
+func TestBlockQueuePlanAfterBigDrain(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	const n = 20000
+	if _, err := s.pool.Exec(ctx, `ALTER TABLE pending SET (autovacuum_enabled = false)`); err != nil {
+		t.Fatal(err)
+	}
+	blockQueue(t, s, "big", at(0))
+	if _, err := s.pool.Exec(ctx, `
+		WITH b AS (
+			INSERT INTO blocks (cidr, added, unblock_at)
+			SELECT ('10.0.0.0'::inet + g)::cidr, $1, $2 FROM generate_series(1, $3::int) g
+			RETURNING id)
+		INSERT INTO pending (ident, block_id) SELECT 'big', id FROM b`, at(0), at(3600), n); err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	if err := s.pool.QueryRow(ctx, `SELECT array_agg(block_id) FROM pending WHERE ident = 'big'`).Scan(&ids); err != nil {
+		t.Fatal(err)
+	}
+	setBlocked(t, s, "big", at(1), ids...)
+	// Statistics taken while the queue was full (and its blocks already
+	// had their entries), then the drain's deletes.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO pending (ident, block_id) SELECT 'big', unnest($1::int8[])`, ids); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `ANALYZE blocks, entries, pending`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM pending`); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `PREPARE bq AS `+sqlBlockQueue); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, `EXPLAIN EXECUTE bq('big', '`+at(2).Format(time.RFC3339)+`', NULL, 1000)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	for _, bad := range []string{"Hash", "Seq Scan on blocks", "Seq Scan on entries", "Bitmap Heap Scan on blocks", "Seq Scan on pending"} {
+		if strings.Contains(plan, bad) {
+			t.Fatalf("block queue plan has %q:\n%s", bad, plan)
+		}
+	}
+	if !strings.Contains(plan, "using pending_pkey on pending") {
+		t.Fatalf("block queue plan does not walk pending's index:\n%s", plan)
+	}
+	if q := blockQueue(t, s, "big", at(2)); len(q) != 0 {
+		t.Fatalf("drained queue has %d blocks", len(q))
 	}
 }
