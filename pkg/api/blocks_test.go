@@ -214,6 +214,14 @@ func testMBlock(t *testing.T, f storeFactory) {
 		!slices.Equal(errs[1]["cidr"], []string{"Not a valid string."}) {
 		t.Errorf("per-item type errors = %s", r.body)
 	}
+	r = e.post("/bhr/api/mblock", jsonBody(t, []any{item("192.0.2.9"), nil}), user).expect(http.StatusBadRequest)
+	errs = nil
+	r.decode(&errs)
+	if len(errs) != 2 || len(errs[0]) != 0 || !slices.Equal(errs[1]["non_field_errors"], []string{"Invalid data. Expected a dictionary, but got NoneType."}) {
+		t.Errorf("null item = %s", r.body)
+	}
+	// Over the limit and malformed: the syntax error.
+	e.post("/bhr/api/mblock", body{"application/json", `[{"cidr": "192.0.2.4"}, {}, {}, {}, {]`}, user).expect(http.StatusBadRequest)
 
 	// The item limit.
 	m := e.post("/bhr/api/mblock", jsonBody(t, []any{item("192.0.2.4"), item("192.0.2.5"), item("192.0.2.6"), item("192.0.2.7")}), user).

@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -301,6 +302,19 @@ func readList(c *gin.Context, maxItems int) ([]*input, []error, error) {
 	if kind != bodyJSON {
 		return nil, nil, errNonField(`Expected a list of items but got type "dict".`)
 	}
+	// The usual body, a list of objects, is decoded in one go; anything
+	// else item by item, for per-item errors.
+	var objs []map[string]json.RawMessage
+	if jsonTypeName(body) == "list" && json.Unmarshal(body, &objs) == nil && !slices.ContainsFunc(objs, func(m map[string]json.RawMessage) bool { return m == nil }) {
+		if len(objs) > maxItems {
+			return nil, nil, tooManyItems(len(objs), maxItems)
+		}
+		ins := make([]*input, len(objs))
+		for i, m := range objs {
+			ins[i] = &input{js: m}
+		}
+		return ins, make([]error, len(objs)), nil
+	}
 	var raw json.RawMessage
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return nil, nil, jsonParseError(err)
@@ -313,9 +327,7 @@ func readList(c *gin.Context, maxItems int) ([]*input, []error, error) {
 		return nil, nil, jsonParseError(err)
 	}
 	if len(items) > maxItems {
-		return nil, nil, errNonField(fmt.Sprintf(
-			"Too many items: %d block requests in one mblock; the limit is %d (api.max_mblock_items). Split the list.",
-			len(items), maxItems))
+		return nil, nil, tooManyItems(len(items), maxItems)
 	}
 	ins := make([]*input, len(items))
 	errs := make([]error, len(items))
@@ -323,6 +335,11 @@ func readList(c *gin.Context, maxItems int) ([]*input, []error, error) {
 		ins[i], errs[i] = objectInput(it)
 	}
 	return ins, errs, nil
+}
+
+func tooManyItems(n, limit int) error {
+	return errNonField(fmt.Sprintf(
+		"Too many items: %d block requests in one mblock; the limit is %d (api.max_mblock_items). Split the list.", n, limit))
 }
 
 // query parameters
