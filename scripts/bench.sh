@@ -17,7 +17,7 @@ say "# bhrd benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(awk '/Mem
 say "## Core (pkg/queue and the stores)"
 run go test -run '^$' -bench 'WhitelistCheck' -benchtime 2s ./pkg/queue/
 run go test -run '^$' -bench 'Service|ApplyBlocks' -benchtime 3s -timeout 30m ./pkg/queue/sqlitestore/
-run go test -run '^$' -bench 'Service|ApplyBlocks|History1M' -benchtime 3s -timeout 30m ./pkg/queue/pgstore/
+run go test -run '^$' -bench 'CommitFloor|Service|ApplyBlocks|History1M' -benchtime 3s -timeout 30m ./pkg/queue/pgstore/
 
 say "## HTTP API (pkg/api, loopback, keep-alive clients, both stores)"
 run go test -run '^$' -bench 'Block|MBlock|QueueIdle|LongPollWake' -benchtime 5s -timeout 30m ./pkg/api/
