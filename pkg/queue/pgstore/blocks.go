@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/bhrd/bhrd/pkg/queue"
@@ -234,7 +235,7 @@ func (s *Store) ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.
 	if bulk {
 		keys = nil
 	}
-	if !bulk && len(uniq) > 0 {
+	if !bulk && len(uniq) > 0 && !s.history.hasAny(keys) {
 		// The guess is only worth a round trip if it writes something: a
 		// plan that, for cidrs without state, inserts.
 		if p, perr := plan(map[netip.Prefix]queue.CIDRState{}); perr == nil && len(p.Extends) == 0 && len(p.Inserts) > 0 {
@@ -243,6 +244,7 @@ func (s *Store) ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.
 				return nil, err
 			}
 			if ok {
+				s.history.addBlocks(inserted)
 				s.notifyBlocks()
 				return inserted, nil
 			}
@@ -277,6 +279,9 @@ func (s *Store) ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.
 		return nil, fmt.Errorf("apply blocks: read state: %w", err)
 	}
 
+	for c := range states {
+		s.history.add(cidrLockKey(c))
+	}
 	p, err := plan(states)
 	if err != nil {
 		return nil, err
@@ -329,6 +334,7 @@ func (s *Store) ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.
 	if err := checkInserted(inserted, p.Inserts); err != nil {
 		return nil, err
 	}
+	s.history.addBlocks(inserted)
 	if len(p.Inserts) > 0 || len(extendIDs) > 0 {
 		s.notifyBlocks()
 	}
@@ -702,4 +708,35 @@ func (s *Store) Prune(ctx context.Context, cutoff, now time.Time) (queue.PruneRe
 		return queue.PruneResult{}, fmt.Errorf("prune: %w", err)
 	}
 	return res, nil
+}
+
+// historyHint remembers, by lock key, cidrs this process has seen with a
+// block (written or read), so that blocking one of them again (a repeat
+// offender, a detector repeating itself) skips the one-round-trip guess
+// that would fail and cost a round trip more than the locked path. It is
+// only a hint: a cidr blocked by another process, before a restart, or
+// pushed out of its 65,536 direct-mapped slots is guessed at once, and
+// the guess is checked anyway.
+type historyHint [1 << 16]atomic.Uint64
+
+// slot stores key with its low bit set, so that no key is the empty 0.
+func (h *historyHint) add(key int64) { h[uint64(key)&(1<<16-1)].Store(uint64(key) | 1) }
+
+func (h *historyHint) has(key int64) bool {
+	return h[uint64(key)&(1<<16-1)].Load() == uint64(key)|1
+}
+
+func (h *historyHint) hasAny(keys []int64) bool {
+	for _, k := range keys {
+		if h.has(k) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *historyHint) addBlocks(bs []queue.Block) {
+	for _, b := range bs {
+		h.add(cidrLockKey(b.CIDR))
+	}
 }

@@ -658,7 +658,8 @@ func TestApplyBlocksLockModes(t *testing.T) {
 // locked read and a second plan, which alone is written.
 func TestApplyBlocksFreshGuess(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t)
+	url := pgtestDB(t)
+	s, other := openStoreAt(t, url), openStoreAt(t, url)
 	blockQueue(t, s, "bgp1", at(0)) // a known ident: inserts are queued
 	var calls []map[netip.Prefix]queue.CIDRState
 	apply := func(cidrs ...string) []queue.Block {
@@ -688,15 +689,21 @@ func TestApplyBlocksFreshGuess(t *testing.T) {
 		t.Fatalf("queue %v, want every block", q)
 	}
 
-	// One cidr of the batch has a block: nothing of the guess is written,
-	// plan sees the real state and its (empty) plan is what is written.
-	if got := apply("192.0.2.4/32", "192.0.2.1/32"); len(calls) != 2 || len(calls[1]) != 1 || calls[1][pfx("192.0.2.1/32")].Expected == nil {
+	// One cidr of the batch has a block, written by another process (so
+	// not in this one's history hint): nothing of the guess is written,
+	// plan sees the real state and its plan is what is written.
+	insert(t, other, at(0), newBlock("192.0.2.9/32", at(0), at(100)))
+	if got := apply("192.0.2.4/32", "192.0.2.9/32"); len(calls) != 2 || len(calls[0]) != 0 || calls[1][pfx("192.0.2.9/32")].Expected == nil {
 		t.Fatalf("batch with a blocked cidr: %d plan calls (%v), blocks %v", len(calls), calls, got)
 	} else if len(got) != 1 || got[0].CIDR != pfx("192.0.2.4/32") {
 		t.Fatalf("batch with a blocked cidr wrote %v, want only 192.0.2.4/32", got)
 	}
-	if n := countRows(t, s, `SELECT count(*) FROM blocks`); n != 5 {
-		t.Fatalf("%d blocks stored, want 5", n)
+	// A cidr this store has seen blocked goes straight to the locked read.
+	if got := apply("192.0.2.1/32"); len(calls) != 1 || calls[0][pfx("192.0.2.1/32")].Expected == nil || len(got) != 0 {
+		t.Fatalf("repeated cidr: plan calls with %v, blocks %v; want one call, with its state", calls, got)
+	}
+	if n := countRows(t, s, `SELECT count(*) FROM blocks`); n != 6 {
+		t.Fatalf("%d blocks stored, want 6", n)
 	}
 }
 

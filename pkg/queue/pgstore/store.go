@@ -55,6 +55,8 @@ type Store struct {
 	notify       chan struct{}
 	stopNotifier context.CancelFunc
 	notifierDone chan struct{}
+
+	history historyHint // see ApplyBlocks
 }
 
 var (
