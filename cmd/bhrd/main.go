@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -163,7 +164,22 @@ func cmdServe(args []string, stderr io.Writer) error {
 	log.Info("shutting down", zap.Duration("timeout", cfg.API.ShutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.API.ShutdownTimeout)
 	defer cancel()
-	if err := a.Stop(sctx); err != nil {
+	// Stop hands every part sctx, but a part stuck in a call that ignores
+	// it (a hung backend, a store connection that never comes back) must
+	// not keep the process alive: past the timeout and a second's grace,
+	// give up on it.
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.Stop(sctx) }()
+	grace := time.NewTimer(cfg.API.ShutdownTimeout + time.Second)
+	defer grace.Stop()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			log.Error("shutdown", zap.Error(err))
+			return err
+		}
+	case <-grace.C:
+		err := fmt.Errorf("shutdown did not finish within shutdown_timeout (%s); exiting anyway", cfg.API.ShutdownTimeout)
 		log.Error("shutdown", zap.Error(err))
 		return err
 	}
