@@ -75,6 +75,17 @@ const sqlLock = `SELECT pg_advisory_xact_lock_shared($1, $2)::text,
 // which excludes every other block writer for its duration (and only then).
 const maxCIDRLocks = 1024
 
+// insertBlocks and queueInserted are shared by the insert statements:
+// the column list their arguments follow, and the CTE that queues each
+// expected inserted block (CTE ins, $11 = now) for every known ident.
+const insertBlocks = `INSERT INTO blocks (cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why)`
+
+var queueInserted = `queued AS (
+	INSERT INTO pending (ident, block_id)
+	SELECT i.name, b.id FROM ins b CROSS JOIN idents i
+	WHERE ` + expectedAt("$11") + `
+)`
+
 // sqlInsert writes a plan's new blocks in one statement:
 //   - closed: open entries of older blocks with an inserted cidr are
 //     closed first ("block, expire, block again, then the old unblock"
@@ -89,18 +100,14 @@ WITH closed AS (
 	FROM blocks b
 	WHERE b.cidr = ANY($1::cidr[]) AND e.block_id = b.id AND e.removed IS NULL
 ), ins AS (
-	INSERT INTO blocks (cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why)
+	` + insertBlocks + `
 	SELECT cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why
 	FROM unnest($1::cidr[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
 	            $7::bool[], $8::bool[], $9::text[], $10::text[])
 	     WITH ORDINALITY AS t(cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why, ord)
 	ORDER BY ord
 	RETURNING ` + blockCols + `
-), queued AS (
-	INSERT INTO pending (ident, block_id)
-	SELECT i.name, b.id FROM ins b CROSS JOIN idents i
-	WHERE ` + expectedAt("$11") + `
-)
+), ` + queueInserted + `
 SELECT ` + blockCols + ` FROM ins ORDER BY id`
 
 // sqlInsertFresh is sqlInsert for a batch of cidrs that have never been
@@ -111,7 +118,7 @@ SELECT ` + blockCols + ` FROM ins ORDER BY id`
 // empty table, and the plan stays for the life of the connection.
 var sqlInsertFresh = `
 WITH ins AS (
-	INSERT INTO blocks (cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why)
+	` + insertBlocks + `
 	SELECT cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why
 	FROM unnest($1::cidr[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
 	            $7::bool[], $8::bool[], $9::text[], $10::text[])
@@ -121,11 +128,7 @@ WITH ins AS (
 		CROSS JOIN LATERAL (SELECT 1 FROM blocks b WHERE b.cidr = c.cidr ORDER BY b.cidr, b.id LIMIT 1) x)
 	ORDER BY ord
 	RETURNING ` + blockCols + `
-), queued AS (
-	INSERT INTO pending (ident, block_id)
-	SELECT i.name, b.id FROM ins b CROSS JOIN idents i
-	WHERE ` + expectedAt("$11") + `
-)
+), ` + queueInserted + `
 SELECT ` + blockCols + ` FROM ins ORDER BY id`
 
 // sqlLockOne and sqlInsertFreshOne are sqlLock and sqlInsertFresh for a
@@ -135,15 +138,11 @@ const sqlLockOne = `SELECT pg_advisory_xact_lock_shared($1, $2)::text, pg_adviso
 
 var sqlInsertFreshOne = `
 WITH ins AS (
-	INSERT INTO blocks (cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why)
+	` + insertBlocks + `
 	SELECT $1::cidr, $2::text, $3::text, $4::text, $5::timestamptz, $6::timestamptz, $7::bool, $8::bool, $9::text, $10::text
 	WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE b.cidr = $1::cidr ORDER BY b.cidr, b.id LIMIT 1)
 	RETURNING ` + blockCols + `
-), queued AS (
-	INSERT INTO pending (ident, block_id)
-	SELECT i.name, b.id FROM ins b CROSS JOIN idents i
-	WHERE ` + expectedAt("$11") + `
-)
+), ` + queueInserted + `
 SELECT ` + blockCols + ` FROM ins`
 
 // sqlExtend moves blocks' and their entries' ends. A block that was no
