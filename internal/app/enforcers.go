@@ -146,18 +146,20 @@ func (a *App) observer() enforcer.Observer {
 		Blocked: func(ident string, items []queue.QueueItem, d time.Duration) {
 			a.mets.applySeconds.WithLabelValues(ident, "block").Observe(d.Seconds())
 			a.mets.applied.WithLabelValues(ident, "block").Add(float64(len(items)))
-			who := audit.Enforcer(ident)
+			who, al := audit.Enforcer(ident), a.audit.Batch()
 			for _, it := range items {
-				a.audit.SetBlocked(who, ident, it.ID, it.CIDR)
+				al.SetBlocked(who, ident, it.ID, it.CIDR)
 			}
+			al.Flush()
 		},
 		Unblocked: func(ident string, items []queue.UnblockItem, d time.Duration) {
 			a.mets.applySeconds.WithLabelValues(ident, "unblock").Observe(d.Seconds())
 			a.mets.applied.WithLabelValues(ident, "unblock").Add(float64(len(items)))
-			who := audit.Enforcer(ident)
+			who, al := audit.Enforcer(ident), a.audit.Batch()
 			for _, it := range items {
-				a.audit.SetUnblocked(who, ident, it.ID, it.BlockID, it.CIDR)
+				al.SetUnblocked(who, ident, it.ID, it.BlockID, it.CIDR)
 			}
+			al.Flush()
 		},
 		Failed: func(ident, op string, _ error) {
 			a.mets.applyErrors.WithLabelValues(ident, op).Inc()

@@ -54,14 +54,15 @@ func (a *API) auditSetBlocked(c *gin.Context, ident string, ids []int64) {
 	if a.audit == nil {
 		return
 	}
-	who := actor(c)
+	who, al := actor(c), a.audit.Batch()
 	for _, id := range ids {
 		var p netip.Prefix
 		if b, err := a.svc.GetBlock(c.Request.Context(), id); err == nil {
 			p = b.CIDR
 		}
-		a.audit.SetBlocked(who, ident, id, p)
+		al.SetBlocked(who, ident, id, p)
 	}
+	al.Flush()
 }
 
 // openEntries reads the entries about to be marked unblocked, so that
@@ -81,8 +82,9 @@ func (a *API) openEntries(c *gin.Context, ids []int64) []queue.Entry {
 }
 
 func (a *API) auditSetUnblocked(c *gin.Context, entries []queue.Entry) {
-	who := actor(c)
+	who, al := actor(c), a.audit.Batch()
 	for _, e := range entries {
-		a.audit.SetUnblocked(who, e.Ident, e.ID, e.BlockID, e.CIDR)
+		al.SetUnblocked(who, e.Ident, e.ID, e.BlockID, e.CIDR)
 	}
+	al.Flush()
 }

@@ -138,9 +138,15 @@ func BenchmarkBlock(b *testing.B) {
 
 // BenchmarkMBlock: POST api/mblock with 100 blocks per request, 4 clients.
 // Target (PostgreSQL, 2 cores): >= 20,000 blocks/s.
-func BenchmarkMBlock(b *testing.B) {
+func BenchmarkMBlock(b *testing.B) { benchMBlock(b, 4) }
+
+// BenchmarkMBlockSeq is BenchmarkMBlock with one client, as bhrbench's
+// mblock scenario runs it: each request waits for the one before.
+func BenchmarkMBlockSeq(b *testing.B) { benchMBlock(b, 1) }
+
+func benchMBlock(b *testing.B, conc int) {
 	forStores(b, nil, func(b *testing.B, e *env) {
-		const conc, per = 4, 100
+		const per = 100
 		client := benchClient(conc)
 		auth := "Token " + e.tokens["user"]
 		var next atomic.Int64

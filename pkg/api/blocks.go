@@ -81,10 +81,11 @@ func (a *API) postMBlock(c *gin.Context) {
 	if !bad {
 		res, err := a.svc.MBlock(c.Request.Context(), reqs)
 		if err == nil {
-			who := actor(c)
+			who, al := actor(c), a.audit.Batch()
 			for _, r := range res {
-				a.audit.Block(who, r)
+				al.Block(who, r)
 			}
+			al.Flush()
 			prefix := a.urlPrefix(c)
 			out := make([]any, len(res))
 			for i, r := range res {

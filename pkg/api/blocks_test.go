@@ -193,6 +193,17 @@ func testMBlock(t *testing.T, f storeFactory) {
 	}
 	e.expectStats("after mblock", [4]int{2, 0, 0, 2})
 
+	// Strings are decoded as JSON strings: escapes, non-ASCII text and
+	// invalid UTF-8 (replaced, as encoding/json does) arrive as such.
+	raw := `[{"cidr":"192.0.2.4","source":"caf\u00e9 \"ids\"","why":"tab\there, \u2603 snow` + "\xff" + `","duration":"5m"},` +
+		`{"cidr":"192.0.2.5","source":"plain","why":"naïve ☃` + "\xff" + `","duration":"5m"}]`
+	l = e.post("/bhr/api/mblock", rawBody("application/json", raw), user).expect(http.StatusCreated).list()
+	if len(l) != 2 || l[0]["source"] != `café "ids"` || l[0]["why"] != "tab\there, ☃ snow\ufffd" ||
+		l[1]["source"] != "plain" || l[1]["why"] != "naïve ☃\ufffd" {
+		t.Errorf("escaped strings: %q", l)
+	}
+	e.expectStats("after the escapes mblock", [4]int{4, 0, 0, 4})
+
 	// All or nothing, with one error object per item ({} when valid).
 	e.post("/bhr/api/whitelist/", jsonBody(t, map[string]string{"cidr": "198.18.0.0/15", "why": "bench"}), as(e, auth.RoleAdmin)).
 		expect(http.StatusCreated)
@@ -203,7 +214,7 @@ func testMBlock(t *testing.T, f storeFactory) {
 		!strings.HasPrefix(errs[2]["non_field_errors"][0], "whitelisted: ") {
 		t.Errorf("per-item errors = %s", r.body)
 	}
-	e.expectStats("after a rejected mblock", [4]int{2, 0, 0, 2})
+	e.expectStats("after a rejected mblock", [4]int{4, 0, 0, 4})
 
 	// Items that are not objects, and type errors.
 	r = e.post("/bhr/api/mblock", jsonBody(t, []any{"192.0.2.9", map[string]any{"cidr": true, "source": "m", "why": "w", "duration": 1}}), user).

@@ -8,7 +8,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -23,7 +22,7 @@ import (
 // the first, so one answer lists every bad field.
 type input struct {
 	form url.Values
-	js   map[string]json.RawMessage
+	js   jsonObject
 	errs map[string][]string
 }
 
@@ -53,7 +52,7 @@ func (in *input) raw(field string) (s string, kind byte, ok bool) {
 		}
 		return v[0], 's', true
 	}
-	m, ok := in.js[field]
+	m, ok := in.js.get(field)
 	if !ok {
 		return "", 0, false
 	}
@@ -63,8 +62,8 @@ func (in *input) raw(field string) (s string, kind byte, ok bool) {
 	}
 	switch m[0] {
 	case '"':
-		var str string
-		if err := json.Unmarshal(m, &str); err != nil {
+		str, ok := unquote(m)
+		if !ok {
 			return "", '"', true
 		}
 		return str, '"', true
@@ -143,7 +142,7 @@ func (in *input) ids(field string) []int64 {
 			}
 		}
 	} else {
-		m, ok := in.js[field]
+		m, ok := in.js.get(field)
 		if !ok || string(bytes.TrimSpace(m)) == "null" {
 			in.fail(field, "This field is required.")
 			return nil
@@ -244,7 +243,7 @@ func readInput(c *gin.Context) (*input, error) {
 	switch kind {
 	case bodyJSON:
 		if len(bytes.TrimSpace(body)) == 0 {
-			return &input{js: map[string]json.RawMessage{}}, nil
+			return &input{}, nil
 		}
 		var raw json.RawMessage
 		if err := json.Unmarshal(body, &raw); err != nil {
@@ -274,7 +273,7 @@ func objectInput(raw json.RawMessage) (*input, error) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, jsonParseError(err)
 	}
-	return &input{js: m}, nil
+	return &input{js: objectFromMap(m)}, nil
 }
 
 func parseMultipart(body []byte, params map[string]string) (url.Values, error) {
@@ -304,16 +303,19 @@ func readList(c *gin.Context, maxItems int) ([]*input, []error, error) {
 	}
 	// The usual body, a list of objects, is decoded in one go; anything
 	// else item by item, for per-item errors.
-	var objs []map[string]json.RawMessage
-	if jsonTypeName(body) == "list" && json.Unmarshal(body, &objs) == nil && !slices.ContainsFunc(objs, func(m map[string]json.RawMessage) bool { return m == nil }) {
-		if len(objs) > maxItems {
-			return nil, nil, tooManyItems(len(objs), maxItems)
+	if json.Valid(body) {
+		if objs, ok := splitList(body); ok {
+			if len(objs) > maxItems {
+				return nil, nil, tooManyItems(len(objs), maxItems)
+			}
+			ins := make([]input, len(objs))
+			ptrs := make([]*input, len(objs))
+			for i, o := range objs {
+				ins[i].js = o
+				ptrs[i] = &ins[i]
+			}
+			return ptrs, make([]error, len(objs)), nil
 		}
-		ins := make([]*input, len(objs))
-		for i, m := range objs {
-			ins[i] = &input{js: m}
-		}
-		return ins, make([]error, len(objs)), nil
 	}
 	var raw json.RawMessage
 	if err := json.Unmarshal(body, &raw); err != nil {

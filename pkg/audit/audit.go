@@ -36,8 +36,9 @@ type Actor struct {
 // Enforcer is the actor of an internal enforcer.
 func Enforcer(ident string) Actor { return Actor{Name: "enforcer:" + ident} }
 
-func (a Actor) fields() []zap.Field {
-	f := make([]zap.Field, 0, 4)
+func (a Actor) fields() []zap.Field { return a.appendFields(make([]zap.Field, 0, 4)) }
+
+func (a Actor) appendFields(f []zap.Field) []zap.Field {
 	f = append(f, zap.String(KeyActor, a.Name))
 	if a.TokenID != 0 {
 		f = append(f, zap.Int64(KeyTokenID, a.TokenID))
@@ -49,21 +50,60 @@ func (a Actor) fields() []zap.Field {
 type Logger struct {
 	log *zap.Logger
 	out *reopener // nil for stderr and for caller-supplied cores
+
+	// enc and ws are the encoder and output of log's core, for batches;
+	// nil for caller-supplied cores.
+	enc zapcore.Encoder
+	ws  zapcore.WriteSyncer
+	// batch is non-nil on a Batch: lines are encoded into it and written
+	// by Flush. fields is its scratch slice.
+	batch  *[]byte
+	fields []zap.Field
 }
 
 // New opens the audit log at dest: "stderr" (or "") or a file path,
 // appended to and created 0640 when missing.
 func New(dest string) (*Logger, error) {
+	var ws zapcore.WriteSyncer
+	var r *reopener
 	if dest == "" || dest == "stderr" {
-		return NewWithCore(zapcore.NewCore(zapcore.NewJSONEncoder(EncoderConfig()), zapcore.Lock(os.Stderr), zapcore.InfoLevel)), nil
+		ws = zapcore.Lock(os.Stderr)
+	} else {
+		r = &reopener{path: dest}
+		if err := r.Reopen(); err != nil {
+			return nil, err
+		}
+		ws = r
 	}
-	r := &reopener{path: dest}
-	if err := r.Reopen(); err != nil {
-		return nil, err
-	}
-	l := NewWithCore(zapcore.NewCore(zapcore.NewJSONEncoder(EncoderConfig()), r, zapcore.InfoLevel))
-	l.out = r
+	enc := zapcore.NewJSONEncoder(EncoderConfig())
+	l := NewWithCore(zapcore.NewCore(enc, ws, zapcore.InfoLevel))
+	l.out, l.enc, l.ws = r, enc, ws
 	return l, nil
+}
+
+// Batch returns a logger for one goroutine's burst of lines (an mblock,
+// a set_blocked_multi), which keeps them until Flush writes them all with
+// one write: the same lines, without a system call each. Flush before
+// answering the request. On a Logger over a caller-supplied core, Batch
+// returns l itself and lines are written as they come.
+func (l *Logger) Batch() *Logger {
+	if l == nil || l.enc == nil {
+		return l
+	}
+	return &Logger{log: l.log, out: l.out, enc: l.enc, ws: l.ws, batch: new([]byte)}
+}
+
+// Flush writes the lines of a Batch kept so far; it does nothing on a
+// Logger that is not a Batch. A write error is reported on stderr, as
+// zap reports its own.
+func (l *Logger) Flush() {
+	if l == nil || l.batch == nil || len(*l.batch) == 0 {
+		return
+	}
+	if _, err := l.ws.Write(*l.batch); err != nil {
+		fmt.Fprintf(os.Stderr, "%s\taudit log write error: %v\n", time.Now().UTC().Format(time.RFC3339Nano), err)
+	}
+	*l.batch = (*l.batch)[:0]
 }
 
 // NewWithCore builds a Logger over any core (tests use zap's observer).
@@ -121,7 +161,18 @@ func (l *Logger) emit(event string, a Actor, f ...zap.Field) {
 	if l == nil {
 		return
 	}
-	l.log.Info(event, append(a.fields(), f...)...)
+	if l.batch == nil {
+		l.log.Info(event, append(a.fields(), f...)...)
+		return
+	}
+	l.fields = append(a.appendFields(l.fields[:0]), f...)
+	buf, err := l.enc.EncodeEntry(zapcore.Entry{Level: zapcore.InfoLevel, Time: time.Now(), Message: event}, l.fields)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s\taudit log encode error: %v\n", time.Now().UTC().Format(time.RFC3339Nano), err)
+		return
+	}
+	*l.batch = append(*l.batch, buf.Bytes()...)
+	buf.Free()
 }
 
 // reopener is a file WriteSyncer whose file can be swapped under it.

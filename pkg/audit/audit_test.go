@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/queue"
 )
@@ -105,5 +108,81 @@ func TestNilLoggerRecordsNothing(t *testing.T) {
 func TestNewBadPath(t *testing.T) {
 	if _, err := audit.New(filepath.Join(t.TempDir(), "missing", "audit.log")); err == nil {
 		t.Fatal("want an error for a file in a missing directory")
+	}
+}
+
+// A Batch writes the same lines as the Logger itself, and none of them
+// before Flush.
+func TestBatchSameLinesAtFlush(t *testing.T) {
+	dir := t.TempDir()
+	direct, batched := filepath.Join(dir, "direct.log"), filepath.Join(dir, "batched.log")
+	emit := func(l *audit.Logger) {
+		a := audit.Actor{Name: "alice", TokenID: 7, RemoteAddr: "192.0.2.1:5555", RequestID: "r1"}
+		for i := range 3 {
+			l.Block(a, queue.BlockResult{Outcome: queue.Outcome(i), Block: queue.Block{
+				ID: int64(40 + i), CIDR: netip.MustParsePrefix("203.0.113.7/32"), Source: "ids", Why: "scan",
+				UnblockAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}})
+		}
+		l.SetBlocked(audit.Enforcer("r1"), "r1", 42, netip.MustParsePrefix("203.0.113.7/32"))
+		l.SetUnblocked(audit.Enforcer("r1"), "r1", 9, 42, netip.MustParsePrefix("203.0.113.7/32"))
+	}
+	ld, err := audit.New(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ld.Close()
+	emit(ld)
+	lb, err := audit.New(batched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
+	b := lb.Batch()
+	emit(b)
+	if got := readLines(t, batched); len(got) != 0 {
+		t.Fatalf("%d lines written before Flush", len(got))
+	}
+	b.Flush()
+	b.Flush() // nothing more to write
+	want, got := readLines(t, direct), readLines(t, batched)
+	if len(want) != 5 || len(got) != len(want) {
+		t.Fatalf("batched %d lines, direct %d (want 5)", len(got), len(want))
+	}
+	for i := range want {
+		delete(want[i], "time")
+		if _, ok := got[i]["time"]; !ok {
+			t.Fatalf("batched line %d has no time: %v", i, got[i])
+		}
+		delete(got[i], "time")
+		wj, _ := json.Marshal(want[i])
+		gj, _ := json.Marshal(got[i])
+		if string(wj) != string(gj) {
+			t.Errorf("line %d:\nbatched %s\ndirect  %s", i, gj, wj)
+		}
+	}
+	// The batch's lines go to the Logger's file, after what it wrote.
+	ld.Block(audit.Actor{Name: "bob"}, queue.BlockResult{Outcome: queue.Created, Block: queue.Block{ID: 1, CIDR: netip.MustParsePrefix("192.0.2.1/32")}})
+	b2 := ld.Batch()
+	b2.SetBlocked(audit.Enforcer("r2"), "r2", 1, netip.MustParsePrefix("192.0.2.1/32"))
+	b2.Flush()
+	lines := readLines(t, direct)
+	if len(lines) != 7 || lines[6]["event"] != "set_blocked" || lines[5]["actor"] != "bob" {
+		t.Fatalf("direct file after a batch: %v", lines)
+	}
+}
+
+// On a Logger over a caller's core (zap's observer in tests), a Batch
+// writes through at once.
+func TestBatchOnCallerCore(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	l := audit.NewWithCore(core)
+	b := l.Batch()
+	b.SetBlocked(audit.Enforcer("r1"), "r1", 1, netip.MustParsePrefix("192.0.2.1/32"))
+	if logs.Len() != 1 {
+		t.Fatalf("%d lines before Flush, want 1", logs.Len())
+	}
+	b.Flush()
+	if logs.Len() != 1 {
+		t.Fatalf("%d lines after Flush, want 1", logs.Len())
 	}
 }

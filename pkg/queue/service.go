@@ -340,17 +340,19 @@ func (s *Service) MBlock(ctx context.Context, reqs []BlockRequest) ([]BlockResul
 	// insertAt maps a Plan.Inserts index to the results index it fills.
 	var insertAt []int
 	plan := func(states map[netip.Prefix]CIDRState) (Plan, error) {
-		var p Plan
+		p := Plan{Inserts: make([]Block, 0, len(items))}
 		insertAt = insertAt[:0]
-		// Blocks decided earlier in this batch, so a cidr repeated within
-		// one mblock behaves as if the requests came one after another.
-		cur := make(map[netip.Prefix]*BlockResult, len(cidrs))
+		// Blocks decided earlier in this batch (the index in results of
+		// the cidr's latest request), so a cidr repeated within one
+		// mblock behaves as if the requests came one after another.
+		cur := make(map[netip.Prefix]int, len(cidrs))
 		extendIdx := make(map[int64]int) // block id -> index in p.Extends
 		for i, it := range items {
 			st := states[it.cidr]
 			var existing *Block
-			if prev, ok := cur[it.cidr]; ok {
-				existing = &prev.Block
+			if j, ok := cur[it.cidr]; ok {
+				b := results[j].Block
+				existing = &b
 			} else if st.Expected != nil {
 				b := *st.Expected
 				existing = &b
@@ -379,8 +381,7 @@ func (s *Service) MBlock(ctx context.Context, reqs []BlockRequest) ([]BlockResul
 						}
 					}
 				}
-				r := results[i]
-				cur[it.cidr] = &r
+				cur[it.cidr] = i
 				continue
 			}
 			d := it.duration
@@ -400,8 +401,7 @@ func (s *Service) MBlock(ctx context.Context, reqs []BlockRequest) ([]BlockResul
 			insertAt = append(insertAt, i)
 			p.Inserts = append(p.Inserts, b)
 			results[i] = BlockResult{Block: b, Outcome: Created}
-			r := results[i]
-			cur[it.cidr] = &r
+			cur[it.cidr] = i
 		}
 		return p, nil
 	}
@@ -414,16 +414,15 @@ func (s *Service) MBlock(ctx context.Context, reqs []BlockRequest) ([]BlockResul
 	}
 	// Fill in ids: the inserted block, and any later duplicate/extend in
 	// the same batch that referred to it before it had an id.
-	byCIDR := make(map[netip.Prefix]Block, len(inserted))
+	idOf := make(map[netip.Prefix]int64, len(inserted))
 	for k, ri := range insertAt {
 		results[ri].Block = inserted[k]
-		byCIDR[inserted[k].CIDR] = inserted[k]
+		idOf[inserted[k].CIDR] = inserted[k].ID
 	}
 	changed := len(inserted) > 0
 	for i := range results {
 		if results[i].Block.ID == 0 {
-			b := byCIDR[results[i].Block.CIDR]
-			results[i].Block.ID = b.ID
+			results[i].Block.ID = idOf[results[i].Block.CIDR]
 		}
 		if results[i].Outcome == Extended {
 			changed = true

@@ -80,6 +80,12 @@ const maxCIDRLocks = 1024
 // expected inserted block (CTE ins, $11 = now) for every known ident.
 const insertBlocks = `INSERT INTO blocks (cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why)`
 
+// insertedCols are what the CTE ins of an insert returns: what
+// queueInserted needs, and the new ids and cidrs (the cidrs to check the
+// order), which are all the statement returns: the rest of each block is
+// what was inserted (see readInserted).
+const insertedCols = `id, cidr, forced_unblock, unblock_at`
+
 var queueInserted = `queued AS (
 	INSERT INTO pending (ident, block_id)
 	SELECT i.name, b.id FROM ins b CROSS JOIN idents i
@@ -106,9 +112,9 @@ WITH closed AS (
 	            $7::bool[], $8::bool[], $9::text[], $10::text[])
 	     WITH ORDINALITY AS t(cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why, ord)
 	ORDER BY ord
-	RETURNING ` + blockCols + `
+	RETURNING ` + insertedCols + `
 ), ` + queueInserted + `
-SELECT ` + blockCols + ` FROM ins ORDER BY id`
+SELECT id, cidr FROM ins ORDER BY id`
 
 // sqlInsertFresh is sqlInsert for a batch of cidrs that have never been
 // blocked (the guess of ApplyBlocks' first round trip): it writes only if
@@ -127,9 +133,9 @@ WITH ins AS (
 		SELECT 1 FROM unnest($12::cidr[]) AS c(cidr)
 		CROSS JOIN LATERAL (SELECT 1 FROM blocks b WHERE b.cidr = c.cidr ORDER BY b.cidr, b.id LIMIT 1) x)
 	ORDER BY ord
-	RETURNING ` + blockCols + `
+	RETURNING ` + insertedCols + `
 ), ` + queueInserted + `
-SELECT ` + blockCols + ` FROM ins ORDER BY id`
+SELECT id, cidr FROM ins ORDER BY id`
 
 // sqlLockOne and sqlInsertFreshOne are sqlLock and sqlInsertFresh for a
 // single cidr and block, with scalar parameters: the usual request, and
@@ -141,9 +147,9 @@ WITH ins AS (
 	` + insertBlocks + `
 	SELECT $1::cidr, $2::text, $3::text, $4::text, $5::timestamptz, $6::timestamptz, $7::bool, $8::bool, $9::text, $10::text
 	WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE b.cidr = $1::cidr ORDER BY b.cidr, b.id LIMIT 1)
-	RETURNING ` + blockCols + `
+	RETURNING ` + insertedCols + `
 ), ` + queueInserted + `
-SELECT ` + blockCols + ` FROM ins`
+SELECT id, cidr FROM ins`
 
 // sqlExtend moves blocks' and their entries' ends. A block that was no
 // longer expected and becomes expected again is queued again for the
@@ -315,7 +321,7 @@ func (s *Store) ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.
 	var reads []func(pgx.Rows) error
 	if len(p.Inserts) > 0 {
 		reads = append(reads, func(rows pgx.Rows) error {
-			inserted, err = scanInserted(rows, len(p.Inserts))
+			inserted, err = readInserted(rows, p.Inserts, now)
 			return err
 		})
 	}
@@ -330,8 +336,8 @@ func (s *Store) ApplyBlocks(ctx context.Context, cidrs []netip.Prefix, now time.
 	if err != nil {
 		return nil, mapErr("apply blocks", err, queue.ErrNotFound)
 	}
-	if err := checkInserted(inserted, p.Inserts); err != nil {
-		return nil, err
+	if len(inserted) != len(p.Inserts) {
+		return nil, fmt.Errorf("apply blocks: %d blocks inserted, want %d", len(inserted), len(p.Inserts))
 	}
 	s.history.addBlocks(inserted)
 	if len(p.Inserts) > 0 || len(extendIDs) > 0 {
@@ -350,7 +356,7 @@ func (s *Store) applyFresh(ctx context.Context, conn *pgxpool.Conn, uniq []netip
 	var inserted []queue.Block
 	read := func(rows pgx.Rows) error {
 		var err error
-		inserted, err = scanInserted(rows, len(inserts))
+		inserted, err = readInserted(rows, inserts, now)
 		return err
 	}
 	// No BEGIN: the statements of a batch run in one implicit transaction,
@@ -374,8 +380,8 @@ func (s *Store) applyFresh(ctx context.Context, conn *pgxpool.Conn, uniq []netip
 	if len(inserted) == 0 {
 		return nil, false, nil
 	}
-	if err := checkInserted(inserted, inserts); err != nil {
-		return nil, false, err
+	if len(inserted) != len(inserts) {
+		return nil, false, fmt.Errorf("apply blocks: %d blocks inserted, want %d", len(inserted), len(inserts))
 	}
 	return inserted, true, nil
 }
@@ -412,31 +418,38 @@ func checkLocked(inserts []queue.Block, locked map[netip.Prefix]bool) error {
 	return nil
 }
 
-func scanInserted(rows pgx.Rows, n int) ([]queue.Block, error) {
-	inserted := make([]queue.Block, 0, n)
+// readInserted reads the rows an insert statement returns, one per
+// planned insert in input order, and gives back the inserts as stored:
+// with their ids, Added defaulted to now, and times at the store's
+// precision (microseconds, UTC), as a later read would return them.
+func readInserted(rows pgx.Rows, inserts []queue.Block, now time.Time) ([]queue.Block, error) {
+	inserted := make([]queue.Block, 0, len(inserts))
+	var (
+		id   int64
+		cidr netip.Prefix
+	)
 	for rows.Next() {
-		blk, err := scanBlock(rows)
-		if err != nil {
+		if err := rows.Scan(&id, &cidr); err != nil {
 			return nil, err
 		}
-		inserted = append(inserted, blk)
+		i := len(inserted)
+		if i == len(inserts) {
+			return nil, fmt.Errorf("apply blocks: more blocks inserted than the %d planned", len(inserts))
+		}
+		b := inserts[i]
+		if cidr != b.CIDR.Masked() {
+			// Would mean PostgreSQL assigned ids out of input order.
+			return nil, fmt.Errorf("apply blocks: inserted block %d is %s, want %s", i, cidr, b.CIDR)
+		}
+		b.ID, b.CIDR = id, cidr
+		if b.Added.IsZero() {
+			b.Added = now
+		}
+		b.Added = storedTime(b.Added)
+		b.UnblockAt = storedTime(b.UnblockAt)
+		inserted = append(inserted, b)
 	}
 	return inserted, rows.Err()
-}
-
-// checkInserted checks that the store returned one block per insert, in
-// order.
-func checkInserted(inserted, inserts []queue.Block) error {
-	if len(inserted) != len(inserts) {
-		return fmt.Errorf("apply blocks: %d blocks inserted, want %d", len(inserted), len(inserts))
-	}
-	for i := range inserted {
-		if inserted[i].CIDR != inserts[i].CIDR.Masked() {
-			// Would mean PostgreSQL assigned ids out of input order.
-			return fmt.Errorf("apply blocks: inserted block %d is %s, want %s", i, inserted[i].CIDR, inserts[i].CIDR)
-		}
-	}
-	return nil
 }
 
 var sqlUnblockNow = `

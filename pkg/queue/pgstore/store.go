@@ -357,6 +357,15 @@ func tsIn(t time.Time) pgtype.Timestamptz {
 	return pgtype.Timestamptz{Time: t.UTC(), Valid: true}
 }
 
+// storedTime is t as the store gives it back: UTC, truncated to the
+// microsecond as pgx encodes it.
+func storedTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
 func tsOut(t pgtype.Timestamptz) time.Time {
 	if !t.Valid {
 		return time.Time{}

@@ -192,6 +192,46 @@ func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 		wantErr(t, err, queue.ErrNotFound, "")
 	})
 
+	t.Run("ReturnedAsStored", func(t *testing.T) {
+		// What Block and MBlock return is what a later read gives, to
+		// the store's time precision, even when the clock has
+		// nanoseconds (a store may build the answer without reading
+		// the rows back).
+		e := env(t)
+		e.Clock.Set(Start.Add(123456789 * time.Nanosecond))
+		var got []queue.Block
+		got = append(got, e.MustBlock(Req("192.0.2.1", "1h")).Block)
+		indef := Req("192.0.2.2", "0")
+		indef.SkipWhitelist, indef.MaySkipWhitelist = true, true
+		got = append(got, e.MustBlock(indef).Block)
+		e.Clock.Advance(987654321 * time.Nanosecond)
+		res, err := e.Svc.MBlock(e.Ctx, []queue.BlockRequest{Req("192.0.2.3", "90s"), Req("2001:db8::/64", "1d")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			got = append(got, r.Block)
+		}
+		for _, b := range got {
+			var stored []queue.Block
+			if err := e.Svc.Query(e.Ctx, b.CIDR.String(), func(q queue.Block) error {
+				stored = append(stored, q)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if len(stored) != 1 {
+				t.Fatalf("query %s: %d blocks, want 1", b.CIDR, len(stored))
+			}
+			s := stored[0]
+			if b.ID != s.ID || b.CIDR != s.CIDR || b.Who != s.Who || b.Source != s.Source || b.Why != s.Why ||
+				!b.Added.Equal(s.Added) || !b.UnblockAt.Equal(s.UnblockAt) || b.SkipWhitelist != s.SkipWhitelist ||
+				b.ForcedUnblock != s.ForcedUnblock || b.Added.Location() != time.UTC {
+				t.Fatalf("returned %+v\nstored   %+v", b, s)
+			}
+		}
+	})
+
 	t.Run("FieldErrors", func(t *testing.T) {
 		e := env(t)
 		cases := []struct {
