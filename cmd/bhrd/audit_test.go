@@ -316,6 +316,13 @@ func TestAuditEventsDocumented(t *testing.T) {
 			t.Errorf("%s of the internal enforcer: %v", ev, f)
 		}
 	}
+	// ... and for a remote enforcer reporting over the API.
+	for _, ev := range []string{"set_blocked", "set_unblocked"} {
+		f := waitEvent(t, logs, ev, func(f map[string]any) bool { return f["ident"] == "remote1" })
+		if f["cidr"] != cidr || f["block_id"] != blk.ID || f["actor"] == "enforcer:remote1" {
+			t.Errorf("%s reported over the API: %v", ev, f)
+		}
+	}
 	rej := waitEvent(t, logs, "block_rejected", nil)
 	if rej["cidr"] != "10.0.0.0/8" || !strings.Contains(fmt.Sprint(rej["reason"]), "Prefix length") {
 		t.Errorf("block_rejected: %v", rej)

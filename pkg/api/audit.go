@@ -3,7 +3,6 @@ package api
 import (
 	"errors"
 	"net/http"
-	"net/netip"
 
 	"github.com/gin-gonic/gin"
 
@@ -54,13 +53,12 @@ func (a *API) auditSetBlocked(c *gin.Context, ident string, ids []int64) {
 	if a.audit == nil {
 		return
 	}
+	// Without the cidrs (the store failing just after it took the
+	// report), the lines still name the block ids.
+	cidrs, _ := a.svc.BlockCIDRs(c.Request.Context(), ids)
 	who, al := actor(c), a.audit.Batch()
 	for _, id := range ids {
-		var p netip.Prefix
-		if b, err := a.svc.GetBlock(c.Request.Context(), id); err == nil {
-			p = b.CIDR
-		}
-		al.SetBlocked(who, ident, id, p)
+		al.SetBlocked(who, ident, id, cidrs[id])
 	}
 	al.Flush()
 }

@@ -515,6 +515,11 @@ func (s *Service) GetBlock(ctx context.Context, id int64) (Block, error) {
 	return s.store.GetBlock(ctx, id)
 }
 
+// BlockCIDRs returns the cidr of each given block that exists.
+func (s *Service) BlockCIDRs(ctx context.Context, ids []int64) (map[int64]netip.Prefix, error) {
+	return s.store.BlockCIDRs(ctx, ids)
+}
+
 // ListBlocks streams blocks; opts.Now defaults to the service clock.
 func (s *Service) ListBlocks(ctx context.Context, opts ListOptions, fn func(Block) error) error {
 	if opts.Now.IsZero() {

@@ -66,6 +66,11 @@ type Store interface {
 	// GetBlock returns one block or an error wrapping ErrNotFound.
 	GetBlock(ctx context.Context, id int64) (Block, error)
 
+	// BlockCIDRs returns the cidr of each given block that exists
+	// (unknown ids are left out): what an audit line of set_blocked
+	// names, for a whole set_blocked_multi at once.
+	BlockCIDRs(ctx context.Context, ids []int64) (map[int64]netip.Prefix, error)
+
 	// ListBlocks streams the blocks selected by opts to fn, in id order
 	// (ascending unless opts.Descending), without holding the whole result
 	// in memory. An error from fn stops the listing and is returned.

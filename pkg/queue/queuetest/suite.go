@@ -232,6 +232,22 @@ func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 		}
 	})
 
+	t.Run("BlockCIDRs", func(t *testing.T) {
+		e := env(t)
+		a := e.MustBlock(Req("192.0.2.1", "1h")).Block
+		b := e.MustBlock(Req("2001:db8::/64", "1h")).Block
+		got, err := e.Svc.BlockCIDRs(e.Ctx, []int64{b.ID, 999999, a.ID, a.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[a.ID] != a.CIDR || got[b.ID] != b.CIDR {
+			t.Fatalf("BlockCIDRs = %v, want %d:%s %d:%s", got, a.ID, a.CIDR, b.ID, b.CIDR)
+		}
+		if got, err := e.Svc.BlockCIDRs(e.Ctx, nil); err != nil || len(got) != 0 {
+			t.Fatalf("BlockCIDRs(nil) = %v, %v", got, err)
+		}
+	})
+
 	t.Run("FieldErrors", func(t *testing.T) {
 		e := env(t)
 		cases := []struct {
