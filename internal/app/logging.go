@@ -2,11 +2,12 @@ package app
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/bhrd/bhrd/pkg/audit"
 )
 
 // NewLogger builds the operational logger: JSON to stderr (journald),
@@ -17,8 +18,8 @@ func NewLogger(level string) (*zap.Logger, zap.AtomicLevel, error) {
 	if err != nil {
 		return nil, lvl, fmt.Errorf("log level %q: %w", level, err)
 	}
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(EncoderConfig()), zapcore.Lock(os.Stderr), lvl)
-	return zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr))), lvl, nil
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(EncoderConfig()), audit.Stderr, lvl)
+	return zap.New(core, zap.ErrorOutput(audit.Stderr)), lvl, nil
 }
 
 // EncoderConfig is the JSON layout shared by the operational and audit

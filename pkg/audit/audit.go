@@ -19,6 +19,12 @@ const (
 	KeyRequestID  = "request_id"
 )
 
+// Stderr is the process's standard error behind one lock. Every logger
+// writing there (the operational log too) must use it: a batch of audit
+// lines is one write larger than a pipe's atomic size, which a concurrent
+// write by another logger could otherwise split.
+var Stderr = zapcore.Lock(os.Stderr)
+
 // System is the actor of changes bhrd makes by itself (config reloads).
 const System = "system"
 
@@ -67,7 +73,7 @@ func New(dest string) (*Logger, error) {
 	var ws zapcore.WriteSyncer
 	var r *reopener
 	if dest == "" || dest == "stderr" {
-		ws = zapcore.Lock(os.Stderr)
+		ws = Stderr
 	} else {
 		r = &reopener{path: dest}
 		if err := r.Reopen(); err != nil {
@@ -101,7 +107,7 @@ func (l *Logger) Flush() {
 		return
 	}
 	if _, err := l.ws.Write(*l.batch); err != nil {
-		fmt.Fprintf(os.Stderr, "%s\taudit log write error: %v\n", time.Now().UTC().Format(time.RFC3339Nano), err)
+		fmt.Fprintf(Stderr, "%s\taudit log write error: %v\n", time.Now().UTC().Format(time.RFC3339Nano), err)
 	}
 	*l.batch = (*l.batch)[:0]
 }
@@ -109,7 +115,7 @@ func (l *Logger) Flush() {
 // NewWithCore builds a Logger over any core (tests use zap's observer).
 // No sampling is added: every event is written.
 func NewWithCore(core zapcore.Core) *Logger {
-	return &Logger{log: zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr)))}
+	return &Logger{log: zap.New(core, zap.ErrorOutput(Stderr))}
 }
 
 // EncoderConfig is the audit line layout: "time" (RFC 3339, UTC) and
@@ -168,7 +174,7 @@ func (l *Logger) emit(event string, a Actor, f ...zap.Field) {
 	l.fields = append(a.appendFields(l.fields[:0]), f...)
 	buf, err := l.enc.EncodeEntry(zapcore.Entry{Level: zapcore.InfoLevel, Time: time.Now(), Message: event}, l.fields)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s\taudit log encode error: %v\n", time.Now().UTC().Format(time.RFC3339Nano), err)
+		fmt.Fprintf(Stderr, "%s\taudit log encode error: %v\n", time.Now().UTC().Format(time.RFC3339Nano), err)
 		return
 	}
 	*l.batch = append(*l.batch, buf.Bytes()...)
