@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
 
 	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/queue"
@@ -71,10 +72,14 @@ func (a *API) openEntries(c *gin.Context, ids []int64) []queue.Entry {
 		return nil
 	}
 	var out []queue.Entry
-	for _, id := range ids {
-		if e, err := a.findEntry(c, id); err == nil && e.Removed.IsZero() {
-			out = append(out, e)
-		}
+	// One read for all; should it fail, the entries are still marked and
+	// only their audit lines are missing (the operational log says why).
+	err := a.svc.ListEntries(c.Request.Context(), queue.EntryListOptions{IDs: ids, OpenOnly: true}, func(e queue.Entry) error {
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		a.log.Warn("read entries for the audit log", zap.Error(err), zap.String("request_id", requestIDOf(c)))
 	}
 	return out
 }

@@ -157,8 +157,9 @@ type ListOptions struct {
 
 // EntryListOptions selects and pages entries.
 type EntryListOptions struct {
-	BlockID  int64  // 0 = all blocks
-	Ident    string // "" = all idents
+	IDs      []int64 // nil = all entries; else only these
+	BlockID  int64   // 0 = all blocks
+	Ident    string  // "" = all idents
 	OpenOnly bool
 	AfterID  int64
 	Offset   int

@@ -215,6 +215,9 @@ func (s *Store) SetUnblocked(ctx context.Context, entryIDs []int64, now time.Tim
 func (s *Store) ListEntries(ctx context.Context, opts queue.EntryListOptions, fn func(queue.Entry) error) error {
 	var a args
 	var where []string
+	if opts.IDs != nil {
+		where = append(where, `e.id = ANY(`+a.add(opts.IDs)+`::int8[])`)
+	}
 	if opts.BlockID != 0 {
 		where = append(where, `e.block_id = `+a.add(opts.BlockID))
 	}

@@ -248,6 +248,42 @@ func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 		}
 	})
 
+	t.Run("ListEntriesByIDs", func(t *testing.T) {
+		e := env(t)
+		var ids []int64
+		for _, c := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"} {
+			b := e.MustBlock(Req(c, "1h")).Block
+			if err := e.Svc.SetBlocked(e.Ctx, "fw1", []int64{b.ID}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.Svc.ListEntries(e.Ctx, queue.EntryListOptions{}, func(en queue.Entry) error {
+			ids = append(ids, en.ID)
+			return nil
+		}); err != nil || len(ids) != 3 {
+			t.Fatalf("entries %v, %v", ids, err)
+		}
+		if err := e.Svc.SetUnblocked(e.Ctx, []int64{ids[0]}); err != nil {
+			t.Fatal(err)
+		}
+		list := func(opts queue.EntryListOptions) []string {
+			var out []string
+			if err := e.Svc.ListEntries(e.Ctx, opts, func(en queue.Entry) error {
+				out = append(out, fmt.Sprintf("%d:%s", en.ID, en.CIDR))
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		want := func(i int, cidr string) string { return fmt.Sprintf("%d:%s/32", ids[i], cidr) }
+		eqStrings(t, "by ids", list(queue.EntryListOptions{IDs: []int64{ids[2], 999999, ids[0], ids[2]}}),
+			[]string{want(0, "192.0.2.1"), want(2, "192.0.2.3")})
+		eqStrings(t, "by ids, open only", list(queue.EntryListOptions{IDs: []int64{ids[2], ids[0]}, OpenOnly: true}),
+			[]string{want(2, "192.0.2.3")})
+		eqStrings(t, "no ids", list(queue.EntryListOptions{IDs: []int64{}}), nil)
+	})
+
 	t.Run("FieldErrors", func(t *testing.T) {
 		e := env(t)
 		cases := []struct {

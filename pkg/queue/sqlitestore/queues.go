@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -216,6 +217,15 @@ func (s *Store) ListEntries(ctx context.Context, opts queue.EntryListOptions, fn
 		where []string
 		args  []any
 	)
+	if opts.IDs != nil {
+		ids, err := json.Marshal(opts.IDs)
+		if err != nil {
+			return fmt.Errorf("list entries: %w", err)
+		}
+		// One statement text whatever the number of ids.
+		where = append(where, `e.id IN (SELECT value FROM json_each(?))`)
+		args = append(args, string(ids))
+	}
 	if opts.BlockID != 0 {
 		where = append(where, `e.block_id = ?`)
 		args = append(args, opts.BlockID)
