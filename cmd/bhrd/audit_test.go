@@ -25,6 +25,7 @@ import (
 	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/bgp"
 	"github.com/bhrd/bhrd/pkg/config"
+	"github.com/bhrd/bhrd/pkg/queue"
 )
 
 const (
@@ -261,6 +262,17 @@ func TestAuditEventsDocumented(t *testing.T) {
 
 	api.must(200, "POST", "/bhr/api/unblock_now", url.Values{"cidr": {"203.0.113.7/32"}, "why": {"false positive"}}, nil)
 	waitEvent(t, logs, "set_unblocked", func(f map[string]any) bool { return f["actor"] == "enforcer:"+testIdent })
+	// A remote caller may not report for the internal enforcer.
+	api.must(409, "POST", "/bhr/api/set_blocked_multi/"+testIdent, map[string]any{"ids": []int64{blk.ID}}, nil)
+	refused := waitEvent(t, logs, "request_refused", nil)
+	if refused["op"] != "set_blocked" || refused["actor"] != "alice" {
+		t.Errorf("request_refused: %v", refused)
+	}
+	// The hourly prune, as the app runs it, of the history just closed.
+	if _, err := a.Service().Prune(queue.WithActor(ctx, queue.Actor{Name: audit.System}), time.Nanosecond); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, logs, "history_pruned", func(f map[string]any) bool { return f["actor"] == audit.System && f["blocks"] == int64(1) })
 
 	next := cfg
 	next.Log.Level = "debug"

@@ -81,13 +81,6 @@ func (a *App) newAPI() (*api.API, error) {
 		Audit:         a.audit,
 		OnRequest:     a.mets.observeRequest,
 		BGPPeers:      a.peersJSON,
-		InternalIdents: func() []string {
-			var ids []string
-			for _, e := range cfg.Enforcers {
-				ids = append(ids, e.Ident)
-			}
-			return ids
-		}(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)

@@ -77,7 +77,12 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	pol := PolicyFromConfig(opts.Config)
 	m := newMetrics()
-	svc, err := queue.NewService(countStoreErrors(st, m.storeErrors), pol, opts.Clock)
+	var internal []string
+	for _, e := range opts.Config.Enforcers {
+		internal = append(internal, e.Ident)
+	}
+	svc, err := queue.NewService(countStoreErrors(st, m.storeErrors), pol, opts.Clock,
+		queue.WithEvents(opts.Audit.Events()), queue.WithReservedIdents(internal...))
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -137,6 +142,7 @@ func (a *App) Start(ctx context.Context) error {
 
 // pruneLoop deletes closed history hourly.
 func (a *App) pruneLoop(ctx context.Context, age time.Duration) {
+	ctx = queue.WithActor(ctx, queue.Actor{Name: audit.System})
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {

@@ -183,7 +183,7 @@ func benchEnforce100k(b *testing.B) {
 	})
 
 	expireAt := clock.setNow(unblockAt.Add(-time.Second), unblockAt)
-	if _, err := a.Service().UnblockNow(ctx, ps[0].String(), "bench", "wake the enforcer"); err != nil {
+	if _, err := a.Service().UnblockNow(ctx, ps[0].String(), "wake the enforcer"); err != nil {
 		b.Fatal(err)
 	}
 	outAt := best.WaitLen(b, 0, 120*time.Second)

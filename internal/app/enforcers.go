@@ -12,7 +12,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 
-	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/bgp"
 	"github.com/bhrd/bhrd/pkg/config"
 	"github.com/bhrd/bhrd/pkg/enforcer"
@@ -138,28 +137,17 @@ func (a *App) runningEnforcers() []*runningEnforcer {
 	return slices.Clone(a.enforcers)
 }
 
-// observer feeds the enforcers' work to the audit log (one line per
-// prefix and ident: when it was really announced or withdrawn) and to
-// the metrics.
+// observer feeds the enforcers' work to the metrics (their audit lines
+// come from the Service, as for any other report).
 func (a *App) observer() enforcer.Observer {
 	return enforcer.Observer{
 		Blocked: func(ident string, items []queue.QueueItem, d time.Duration) {
 			a.mets.applySeconds.WithLabelValues(ident, "block").Observe(d.Seconds())
 			a.mets.applied.WithLabelValues(ident, "block").Add(float64(len(items)))
-			who, al := audit.Enforcer(ident), a.audit.Batch()
-			for _, it := range items {
-				al.SetBlocked(who, ident, it.ID, it.CIDR)
-			}
-			al.Flush()
 		},
 		Unblocked: func(ident string, items []queue.UnblockItem, d time.Duration) {
 			a.mets.applySeconds.WithLabelValues(ident, "unblock").Observe(d.Seconds())
 			a.mets.applied.WithLabelValues(ident, "unblock").Add(float64(len(items)))
-			who, al := audit.Enforcer(ident), a.audit.Batch()
-			for _, it := range items {
-				al.SetUnblocked(who, ident, it.ID, it.BlockID, it.CIDR)
-			}
-			al.Flush()
 		},
 		Failed: func(ident, op string, _ error) {
 			a.mets.applyErrors.WithLabelValues(ident, op).Inc()

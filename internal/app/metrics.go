@@ -127,7 +127,9 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		} else {
 			failed["queues"] = true
 		}
-		if uq, err := a.svc.UnblockQueue(ctx, ident, queue.QueueLimit); err == nil {
+		// Read as the enforcer itself: its unblock queue is reserved.
+		ectx := queue.WithActor(ctx, queue.EnforcerActor(ident))
+		if uq, err := a.svc.UnblockQueue(ectx, ident, queue.QueueLimit); err == nil {
 			age := 0.0
 			if len(uq) > 0 {
 				age = now.Sub(uq[0].UnblockAt).Seconds()

@@ -199,7 +199,7 @@ func TestRestartAfterKill(t *testing.T) {
 	// 100 blocks are unblocked and 50 new ones added.
 	svc, st := seedService(t, cfg, nil)
 	for _, p := range first[:100] {
-		if _, err := svc.UnblockNow(t.Context(), p.String(), "e2e", "restart test"); err != nil {
+		if _, err := svc.UnblockNow(t.Context(), p.String(), "restart test"); err != nil {
 			t.Fatalf("unblock %s: %v", p, err)
 		}
 	}

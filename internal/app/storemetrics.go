@@ -71,8 +71,9 @@ func (c *countingStore) BlockQueue(ctx context.Context, ident string, now, since
 	return r, c.count(err)
 }
 
-func (c *countingStore) SetBlocked(ctx context.Context, ident string, ids []int64, now time.Time) error {
-	return c.count(c.Store.SetBlocked(ctx, ident, ids, now))
+func (c *countingStore) SetBlocked(ctx context.Context, ident string, ids []int64, now time.Time) ([]queue.QueueItem, error) {
+	res, err := c.Store.SetBlocked(ctx, ident, ids, now)
+	return res, c.count(err)
 }
 
 func (c *countingStore) UnblockQueue(ctx context.Context, ident string, now time.Time, limit int) ([]queue.UnblockItem, error) {
@@ -80,8 +81,9 @@ func (c *countingStore) UnblockQueue(ctx context.Context, ident string, now time
 	return r, c.count(err)
 }
 
-func (c *countingStore) SetUnblocked(ctx context.Context, ids []int64, now time.Time) error {
-	return c.count(c.Store.SetUnblocked(ctx, ids, now))
+func (c *countingStore) SetUnblocked(ctx context.Context, ids []int64, now time.Time, refuse []string) ([]queue.UnblockItem, error) {
+	res, err := c.Store.SetUnblocked(ctx, ids, now, refuse)
+	return res, c.count(err)
 }
 
 func (c *countingStore) GetBlock(ctx context.Context, id int64) (queue.Block, error) {

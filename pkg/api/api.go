@@ -40,8 +40,8 @@ type Options struct {
 	// lists keeps only blocks inside one of them (BHR marked such blocks
 	// in its pages; it is not a validation).
 	LocalNetworks []netip.Prefix
-	// Audit receives one line per state change and authentication
-	// failure; nil records nothing.
+	// Audit receives authentication failures (the Service reports every
+	// change itself); nil records nothing.
 	Audit *audit.Logger
 	// OnRequest, when set, is called once per request with its route
 	// pattern ("unmatched" for none) and status (for metrics).
@@ -49,27 +49,20 @@ type Options struct {
 	// BGPPeers, when set, serves GET api/bgp/peers: the state of the
 	// embedded speakers' peers (the value is encoded as JSON).
 	BGPPeers func(ctx context.Context) (any, error)
-	// InternalIdents are the idents of enforcers running inside bhrd. A
-	// remote enforcer reporting for one of them would mark blocks
-	// installed that bhrd's own enforcer never installed, so set_blocked
-	// and unblock_queue refuse them (409).
-	InternalIdents []string
 }
 
 // API is the HTTP handler for everything under /bhr/.
 type API struct {
-	svc   *queue.Service
-	auth  *auth.Authenticator
-	log   *zap.Logger
-	audit *audit.Logger
-	onReq func(method, route string, status int, d time.Duration)
-	peers func(ctx context.Context) (any, error)
-	// internal is the set of InternalIdents.
-	internal map[string]bool
-	cfg      config.API
-	local    []netip.Prefix
-	base     string // scheme://host[/prefix] from config, "" = from the request
-	engine   *gin.Engine
+	svc    *queue.Service
+	auth   *auth.Authenticator
+	log    *zap.Logger
+	audit  *audit.Logger
+	onReq  func(method, route string, status int, d time.Duration)
+	peers  func(ctx context.Context) (any, error)
+	cfg    config.API
+	local  []netip.Prefix
+	base   string // scheme://host[/prefix] from config, "" = from the request
+	engine *gin.Engine
 
 	waiting   atomic.Int64
 	drain     chan struct{}
@@ -107,13 +100,6 @@ func New(opts Options) (*API, error) {
 		audit: opts.Audit,
 		onReq: opts.OnRequest,
 		peers: opts.BGPPeers,
-		internal: func() map[string]bool {
-			m := map[string]bool{}
-			for _, id := range opts.InternalIdents {
-				m[id] = true
-			}
-			return m
-		}(),
 		cfg:   c,
 		local: opts.LocalNetworks,
 		base:  base,
@@ -171,7 +157,7 @@ func (a *API) routes() *gin.Engine {
 
 	e.GET("/healthz", func(c *gin.Context) { writeJSON(c, http.StatusOK, map[string]string{"status": "ok"}) })
 
-	g := e.Group("/bhr", a.authenticate)
+	g := e.Group("/bhr", a.authenticate, func(c *gin.Context) { withActor(c) })
 	read := a.require(auth.PermRead)
 	// publist.csv and query_limited are public only when the operator
 	// says so, as BHR's unauthenticated_limited_query did.

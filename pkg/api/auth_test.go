@@ -131,12 +131,12 @@ func testPermissionMatrix(t *testing.T, f storeFactory) {
 	cidrFor := func(role string) string { return fmt.Sprintf("198.51.100.%d", 10+roleIndex(role)) }
 	wlID, blID := map[string]int64{}, map[string]int64{}
 	for _, r := range roles {
-		w, err := e.svc.AddWhitelist(e.ctx, fmt.Sprintf("203.0.113.%d/32", roleIndex(r)), "fixture", "to delete")
+		w, err := e.svc.AddWhitelist(e.ctx, fmt.Sprintf("203.0.113.%d/32", roleIndex(r)), "to delete")
 		if err != nil {
 			t.Fatal(err)
 		}
 		wlID[r] = w.ID
-		s, err := e.svc.AddSourceBlacklist(e.ctx, "src-"+r, "fixture", "to delete")
+		s, err := e.svc.AddSourceBlacklist(e.ctx, "src-"+r, "to delete")
 		if err != nil {
 			t.Fatal(err)
 		}

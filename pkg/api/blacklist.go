@@ -44,13 +44,11 @@ func (a *API) postSourceBlacklist(c *gin.Context) {
 		return
 	}
 	source, why := in.str("source"), in.str("why")
-	requireField(in, "source", source)
-	requireField(in, "why", why)
 	if err := in.err(); err != nil {
 		a.writeError(c, err)
 		return
 	}
-	e, err := a.svc.AddSourceBlacklist(c.Request.Context(), source, principalOf(c).Username, why)
+	e, err := a.svc.AddSourceBlacklist(c.Request.Context(), source, why)
 	if err != nil {
 		if isDuplicate(err) {
 			err = errField("source", "source blacklist entry with this source already exists.")
@@ -58,7 +56,6 @@ func (a *API) postSourceBlacklist(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
-	a.audit.SourceBlacklistAdded(actor(c), e)
 	writeJSON(c, http.StatusCreated, sourceBlacklistObject(e))
 }
 
@@ -90,21 +87,9 @@ func (a *API) deleteSourceBlacklist(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
-	e := queue.SourceBlacklistEntry{ID: id}
-	if a.audit != nil {
-		// Read first so that the audit line can name the source.
-		if list, err := a.svc.ListSourceBlacklist(c.Request.Context()); err == nil {
-			for _, x := range list {
-				if x.ID == id {
-					e = x
-				}
-			}
-		}
-	}
 	if err := a.svc.DeleteSourceBlacklist(c.Request.Context(), id); err != nil {
 		a.writeError(c, err)
 		return
 	}
-	a.audit.SourceBlacklistDeleted(actor(c), e)
 	c.Status(http.StatusNoContent)
 }

@@ -11,9 +11,11 @@ import (
 	"github.com/bhrd/bhrd/pkg/queue"
 )
 
-// blockRequest reads one block request. who is the caller, never a field.
+// blockRequest reads one block request. who is the caller, never a
+// field; the decoding errors travel with the request, so that the Service
+// answers and audits them with its own.
 func blockRequest(in *input, p *auth.Principal) queue.BlockRequest {
-	return queue.BlockRequest{
+	r := queue.BlockRequest{
 		CIDR:          in.str("cidr"),
 		Who:           p.Username,
 		Source:        in.str("source"),
@@ -26,6 +28,8 @@ func blockRequest(in *input, p *auth.Principal) queue.BlockRequest {
 		Extend:           in.boolean("extend", true),
 		MaySkipWhitelist: p.Can(auth.PermSkipWhitelist),
 	}
+	r.DecodeErrors = in.fieldErrors()
+	return r
 }
 
 // POST api/block
@@ -35,19 +39,11 @@ func (a *API) postBlock(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
-	req := blockRequest(in, principalOf(c))
-	if err := in.err(); err != nil {
-		a.auditRejected(c, req, err)
-		a.writeError(c, err)
-		return
-	}
-	res, err := a.svc.Block(c.Request.Context(), req)
+	res, err := a.svc.Block(c.Request.Context(), blockRequest(in, principalOf(c)))
 	if err != nil {
-		a.auditRejected(c, req, err)
 		a.writeError(c, err)
 		return
 	}
-	a.audit.Block(actor(c), res)
 	// 201 for a duplicate or an extend too, as BHR: the client gets the
 	// block that now covers its request.
 	writeJSON(c, http.StatusCreated, fullBlock(a.urlPrefix(c), res.Block))
@@ -62,65 +58,39 @@ func (a *API) postMBlock(c *gin.Context) {
 	}
 	p := principalOf(c)
 	reqs := make([]queue.BlockRequest, len(ins))
-	bad := false
 	for i, in := range ins {
 		if itemErrs[i] != nil {
-			bad = true
+			// An item that is no object is still a refused request.
+			reqs[i].DecodeErrors = []*queue.FieldError{queue.NewFieldError(nonFieldErrors, nonFieldMessage(itemErrs[i]))}
 			continue
 		}
 		reqs[i] = blockRequest(in, p)
-		if e := in.err(); e != nil {
-			itemErrs[i] = e
-			bad = true
-		}
-		if reqs[i].SkipWhitelist && !reqs[i].MaySkipWhitelist {
-			a.writeError(c, queue.ErrSkipNotPermitted)
-			return
-		}
 	}
-	if !bad {
-		res, err := a.svc.MBlock(c.Request.Context(), reqs)
-		if err == nil {
-			who, al := actor(c), a.audit.Batch()
-			for _, r := range res {
-				al.Block(who, r)
-			}
-			al.Flush()
-			prefix := a.urlPrefix(c)
-			out := make([]any, len(res))
-			for i, r := range res {
-				out[i] = fullBlock(prefix, r.Block)
-			}
-			writeJSON(c, http.StatusCreated, out)
-			return
+	res, err := a.svc.MBlock(c.Request.Context(), reqs)
+	if err == nil {
+		prefix := a.urlPrefix(c)
+		out := make([]any, len(res))
+		for i, r := range res {
+			out[i] = fullBlock(prefix, r.Block)
 		}
-		var be *queue.BatchError
-		if !errors.As(err, &be) || len(be.Items) != len(reqs) {
-			a.writeError(c, err)
-			return
-		}
-		itemErrs = be.Items
+		writeJSON(c, http.StatusCreated, out)
+		return
 	}
-	// Nothing of the batch was stored: every item with an error is a
-	// rejection (the valid ones are refused only with their batch).
-	for i, e := range itemErrs {
-		if e != nil {
-			a.auditRejected(c, reqs[i], e)
-		}
+	var be *queue.BatchError
+	if !errors.As(err, &be) || len(be.Items) != len(reqs) {
+		a.writeError(c, err)
+		return
 	}
 	// DRF's answer for a list: one object per item, {} for a valid one.
-	body := make([]any, len(itemErrs))
-	for i, e := range itemErrs {
+	body := make([]any, len(be.Items))
+	for i, e := range be.Items {
 		if e == nil {
 			body[i] = map[string]any{}
 			continue
 		}
-		if errors.Is(e, queue.ErrSkipNotPermitted) {
-			a.writeError(c, e)
-			return
-		}
 		status, b, ok := errorBody(e)
 		if !ok || status != http.StatusBadRequest {
+			// skip_whitelist without the permission refuses the batch.
 			a.writeError(c, e)
 			return
 		}
@@ -137,19 +107,14 @@ func (a *API) postUnblockNow(c *gin.Context) {
 		return
 	}
 	cidr, why := in.str("cidr"), in.str("why")
-	if why == "" && in.errs["why"] == nil {
-		in.fail("why", "This field is required.")
-	}
 	if err := in.err(); err != nil {
 		a.writeError(c, err)
 		return
 	}
-	b, err := a.svc.UnblockNow(c.Request.Context(), cidr, principalOf(c).Username, why)
-	if err != nil {
+	if _, err := a.svc.UnblockNow(c.Request.Context(), cidr, why); err != nil {
 		a.writeError(c, err)
 		return
 	}
-	a.audit.UnblockNow(actor(c), b)
 	writeJSON(c, http.StatusOK, statusOK)
 }
 
@@ -183,21 +148,15 @@ func (a *API) postBlockSetBlocked(c *gin.Context) {
 		return
 	}
 	ident := in.str("ident")
-	if ident == "" && in.errs["ident"] == nil {
-		in.fail("ident", "This field is required.")
-	}
+	requireField(in, "ident", ident)
 	if err := in.err(); err != nil {
 		a.writeError(c, err)
-		return
-	}
-	if a.refuseInternal(c, ident) {
 		return
 	}
 	if err := a.svc.SetBlocked(c.Request.Context(), ident, []int64{id}); err != nil {
 		a.writeError(c, err)
 		return
 	}
-	a.auditSetBlocked(c, ident, []int64{id})
 	writeJSON(c, http.StatusOK, statusOK)
 }
 

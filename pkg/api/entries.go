@@ -118,7 +118,6 @@ func (a *API) postEntrySetUnblocked(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
-	open := a.openEntries(c, []int64{id})
 	if err := a.svc.SetUnblocked(c.Request.Context(), []int64{id}); err != nil {
 		if errors.Is(err, queue.ErrNotFound) {
 			err = errNotFound
@@ -126,6 +125,5 @@ func (a *API) postEntrySetUnblocked(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
-	a.auditSetUnblocked(c, open)
 	writeJSON(c, http.StatusOK, statusOK)
 }

@@ -48,6 +48,7 @@ var errNotFound = errDetail(http.StatusNotFound, "Not found.")
 // body. ok is false for errors that are not the client's fault.
 func errorBody(err error) (status int, body any, ok bool) {
 	var he *httpError
+	var fes queue.FieldErrors
 	var fe *queue.FieldError
 	var pe *queue.PolicyError
 	var mbe *http.MaxBytesError
@@ -56,6 +57,16 @@ func errorBody(err error) (status int, body any, ok bool) {
 		return he.status, he.body, true
 	case errors.Is(err, queue.ErrSkipNotPermitted):
 		return http.StatusForbidden, detail("You do not have permission to use skip_whitelist."), true
+	case errors.Is(err, queue.ErrReservedIdent):
+		return http.StatusConflict, detail(reservedMessage(err)), true
+	case errors.Is(err, queue.ErrTooManyIdents):
+		return http.StatusConflict, detail(err.Error()), true
+	case errors.As(err, &fes):
+		m := make(map[string][]string, len(fes))
+		for _, f := range fes {
+			m[f.Field] = append(m[f.Field], f.Message)
+		}
+		return http.StatusBadRequest, m, true
 	case errors.As(err, &fe):
 		return http.StatusBadRequest, map[string][]string{fe.Field: {fe.Message}}, true
 	case errors.As(err, &pe):
@@ -99,4 +110,13 @@ func canceled(c *gin.Context, err error) bool {
 
 func isDuplicate(err error) bool {
 	return errors.Is(err, queue.ErrDuplicate) || errors.Is(err, auth.ErrDuplicate)
+}
+
+// reservedMessage says which ident is reserved and what to do instead.
+func reservedMessage(err error) string {
+	var re *queue.ReservedIdentError
+	if errors.As(err, &re) {
+		return re.Error()
+	}
+	return err.Error()
 }

@@ -108,6 +108,10 @@ var suite = []struct {
 	{"StoreFailure", testStoreFailure},
 	{"Routing", testRouting},
 	{"RequestID", testRequestID},
+	{"ReservedIdents", testReservedIdents},
+	{"AllFieldErrors", testAllFieldErrors},
+	{"ReportIDLimits", testReportIDLimits},
+	{"EventsFromTheService", testEventsFromTheService},
 }
 
 func TestAPI(t *testing.T) {
@@ -181,6 +185,8 @@ type envOpts struct {
 	policy func(*queue.Policy)
 	local  []string
 	faulty bool
+	// svcOpts are the Service's options (events, reserved idents).
+	svcOpts []queue.Option
 	// logger replaces the observed logger (benchmarks log real JSON to
 	// io.Discard, as the daemon's cost, without keeping every line).
 	logger *zap.Logger
@@ -207,7 +213,7 @@ func newEnv(t testing.TB, f storeFactory, o envOpts) *env {
 		o.policy(&pol)
 	}
 	clk := queuetest.NewClock(queuetest.Start)
-	svc, err := queue.NewService(qs, pol, clk)
+	svc, err := queue.NewService(qs, pol, clk, o.svcOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}

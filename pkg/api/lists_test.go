@@ -59,7 +59,7 @@ func (e *env) scenario() (ids map[string]int64) {
 	if err := e.svc.SetBlocked(e.ctx, "r1", []int64{ids["A"], ids["C"], ids["D"]}); err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := e.svc.UnblockNow(e.ctx, "192.0.2.4", "u", "done"); err != nil {
+	if _, err := e.svc.UnblockNow(e.ctx, "192.0.2.4", "done"); err != nil {
 		e.t.Fatal(err)
 	}
 	items, err := e.svc.UnblockQueue(e.ctx, "r1", 0)

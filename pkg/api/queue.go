@@ -118,9 +118,6 @@ func (a *API) writeQueue(c *gin.Context, items []queue.QueueItem) {
 // POST api/set_blocked_multi/<ident> {"ids": [block ids]}
 func (a *API) postSetBlockedMulti(c *gin.Context) {
 	ident := wildcard(c, "ident")
-	if a.refuseInternal(c, ident) {
-		return
-	}
 	in, err := readInput(c)
 	if err != nil {
 		a.writeError(c, err)
@@ -131,11 +128,10 @@ func (a *API) postSetBlockedMulti(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
-	if err := a.svc.SetBlocked(c.Request.Context(), ident, ids); err != nil {
+	if err := a.svc.SetBlockedMax(c.Request.Context(), ident, ids, a.cfg.MaxMBlockItems); err != nil {
 		a.writeError(c, idsError(err, "block"))
 		return
 	}
-	a.auditSetBlocked(c, ident, ids)
 	writeJSON(c, http.StatusOK, statusOK)
 }
 
@@ -151,9 +147,6 @@ func idsError(err error, what string) error {
 // GET api/unblock_queue/<ident>
 func (a *API) getUnblockQueue(c *gin.Context) {
 	ident := wildcard(c, "ident")
-	if a.refuseInternal(c, ident) {
-		return
-	}
 	items, err := a.svc.UnblockQueue(c.Request.Context(), ident, queue.QueueLimit)
 	if err != nil {
 		a.writeError(c, err)
@@ -185,22 +178,9 @@ func (a *API) postSetUnblockedMulti(c *gin.Context) {
 		a.writeError(c, err)
 		return
 	}
-	open := a.openEntries(c, ids)
-	if err := a.svc.SetUnblocked(c.Request.Context(), ids); err != nil {
+	if err := a.svc.SetUnblockedMax(c.Request.Context(), ids, a.cfg.MaxMBlockItems); err != nil {
 		a.writeError(c, idsError(err, "entry"))
 		return
 	}
-	a.auditSetUnblocked(c, open)
 	writeJSON(c, http.StatusOK, statusOK)
-}
-
-// refuseInternal answers 409 when ident belongs to an enforcer inside
-// bhrd: only that enforcer may report what it installed or removed.
-func (a *API) refuseInternal(c *gin.Context, ident string) bool {
-	if !a.internal[ident] {
-		return false
-	}
-	writeJSON(c, http.StatusConflict, detail("ident "+ident+" is enforced inside bhrd (enforcers in its config); a remote enforcer needs an ident of its own"))
-	c.Abort()
-	return true
 }

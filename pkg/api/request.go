@@ -3,11 +3,13 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -39,6 +41,39 @@ func (in *input) err() error {
 		return nil
 	}
 	return &httpError{status: http.StatusBadRequest, body: in.errs}
+}
+
+// fieldErrors are the recorded field errors for the Service, by field.
+func (in *input) fieldErrors() []*queue.FieldError {
+	if len(in.errs) == 0 {
+		return nil
+	}
+	fields := make([]string, 0, len(in.errs))
+	for f := range in.errs {
+		fields = append(fields, f)
+	}
+	sort.Strings(fields)
+	var out []*queue.FieldError
+	for _, f := range fields {
+		for _, msg := range in.errs[f] {
+			out = append(out, queue.NewFieldError(f, msg))
+		}
+	}
+	return out
+}
+
+// nonFieldErrors is DRF's key for an error of a whole object.
+const nonFieldErrors = "non_field_errors"
+
+// nonFieldMessage is the message of an errNonField.
+func nonFieldMessage(err error) string {
+	var he *httpError
+	if errors.As(err, &he) {
+		if m, ok := he.body.(map[string][]string); ok && len(m[nonFieldErrors]) > 0 {
+			return m[nonFieldErrors][0]
+		}
+	}
+	return err.Error()
 }
 
 // raw returns a field's value as text and what kind of JSON value it was

@@ -9,6 +9,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/bhrd/bhrd/pkg/queue"
 )
 
 // The fixed keys of every line (besides "time" and "event").
@@ -28,23 +30,15 @@ var Stderr = zapcore.Lock(os.Stderr)
 // System is the actor of changes bhrd makes by itself (config reloads).
 const System = "system"
 
-// Actor is who did something and through what: an API user (with the
-// token it used, if any), an internal enforcer, a local command.
-type Actor struct {
-	// Name is the user name, "enforcer:<ident>", "cli:<os user>" or
-	// "system".
-	Name       string
-	TokenID    int64 // 0 when no token was used
-	RemoteAddr string
-	RequestID  string
-}
+// Actor is who did something and through what (the Service's actor).
+type Actor = queue.Actor
 
 // Enforcer is the actor of an internal enforcer.
-func Enforcer(ident string) Actor { return Actor{Name: "enforcer:" + ident} }
+func Enforcer(ident string) Actor { return queue.EnforcerActor(ident) }
 
-func (a Actor) fields() []zap.Field { return a.appendFields(make([]zap.Field, 0, 4)) }
+func fields(a Actor) []zap.Field { return appendFields(make([]zap.Field, 0, 4), a) }
 
-func (a Actor) appendFields(f []zap.Field) []zap.Field {
+func appendFields(f []zap.Field, a Actor) []zap.Field {
 	f = append(f, zap.String(KeyActor, a.Name))
 	if a.TokenID != 0 {
 		f = append(f, zap.Int64(KeyTokenID, a.TokenID))
@@ -168,10 +162,10 @@ func (l *Logger) emit(event string, a Actor, f ...zap.Field) {
 		return
 	}
 	if l.batch == nil {
-		l.log.Info(event, append(a.fields(), f...)...)
+		l.log.Info(event, append(fields(a), f...)...)
 		return
 	}
-	l.fields = append(a.appendFields(l.fields[:0]), f...)
+	l.fields = append(appendFields(l.fields[:0], a), f...)
 	buf, err := l.enc.EncodeEntry(zapcore.Entry{Level: zapcore.InfoLevel, Time: time.Now(), Message: event}, l.fields)
 	if err != nil {
 		fmt.Fprintf(Stderr, "%s\taudit log encode error: %v\n", time.Now().UTC().Format(time.RFC3339Nano), err)

@@ -143,6 +143,9 @@ func (e *Enforcer) Ident() string { return e.cfg.Ident }
 // ctx ends. Backend and store errors are retried with backoff; Run
 // returns only when ctx ends.
 func (e *Enforcer) Run(ctx context.Context) error {
+	// Every report is this enforcer's own: the Service lets only it
+	// report for its (reserved) ident, and audits it as enforcer:<ident>.
+	ctx = queue.WithActor(ctx, queue.EnforcerActor(e.cfg.Ident))
 	backoff := e.cfg.MinBackoff
 	for {
 		err := e.reconcile(ctx)

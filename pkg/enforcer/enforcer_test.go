@@ -177,7 +177,7 @@ func TestBlockUnblockAndExpiry(t *testing.T) {
 	waitFor(t, "both installed and marked", 5*time.Second, func() bool {
 		return len(b.snapshot()) == 2 && entriesOf(t, svc, "null1", true) == 2
 	})
-	if _, err := svc.UnblockNow(context.Background(), "198.51.100.1", "admin", "test"); err != nil {
+	if _, err := svc.UnblockNow(context.Background(), "198.51.100.1", "test"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "unblock_now removed", 5*time.Second, func() bool {
@@ -248,14 +248,14 @@ func TestMaxPrefixes(t *testing.T) {
 	if err != nil || len(q) != 2 {
 		t.Fatalf("queue while capped: %d items, %v", len(q), err)
 	}
-	if _, err := svc.UnblockNow(context.Background(), "198.51.100.1", "admin", "room"); err != nil {
+	if _, err := svc.UnblockNow(context.Background(), "198.51.100.1", "room"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "room used again", 5*time.Second, func() bool {
 		s := b.snapshot()
 		return len(s) == 3 && entriesOf(t, svc, "null1", true) == 3
 	})
-	if _, err := svc.UnblockNow(context.Background(), "198.51.100.2", "admin", "room"); err != nil {
+	if _, err := svc.UnblockNow(context.Background(), "198.51.100.2", "room"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "uncapped", 5*time.Second, func() bool {

@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Every error the Service returns for bad input wraps one
@@ -18,6 +19,8 @@ var (
 	ErrInvalidTime     = errors.New("invalid time")
 	ErrInvalidBool     = errors.New("invalid boolean")
 	ErrPastEnd         = errors.New("unblock_at in the past")
+	ErrInvalidField    = errors.New("invalid field") // found while decoding
+	ErrTooMany         = errors.New("too many items")
 
 	// Policy rejections: the request is well formed but refused.
 	ErrWhitelisted        = errors.New("whitelisted")
@@ -30,6 +33,11 @@ var (
 	ErrNotBlocked = errors.New("not currently blocked")
 	ErrNotFound   = errors.New("not found")
 	ErrDuplicate  = errors.New("already exists")
+	// ErrReservedIdent: the ident belongs to an internal enforcer, and
+	// only that enforcer may report for it (HTTP 409).
+	ErrReservedIdent = errors.New("ident reserved for an internal enforcer")
+	// ErrTooManyIdents: the store holds max_idents idents already.
+	ErrTooManyIdents = errors.New("too many idents")
 )
 
 // FieldError is a problem with one field of a request. BHR shows it as
@@ -42,6 +50,73 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
 func (e *FieldError) Unwrap() error { return e.Err }
+
+// FieldErrors is every field problem of one request, in the order found.
+// BHR shows it as {"<field>": ["<message>"], "<other>": [...]}.
+type FieldErrors []*FieldError
+
+func (e FieldErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, fe := range e {
+		parts[i] = fe.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Unwrap lets errors.Is and errors.As see each field's error.
+func (e FieldErrors) Unwrap() []error {
+	out := make([]error, len(e))
+	for i, fe := range e {
+		out[i] = fe
+	}
+	return out
+}
+
+// Has reports whether field already has an error.
+func (e FieldErrors) Has(field string) bool {
+	for _, fe := range e {
+		if fe.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
+// add appends err when it is a field error.
+func (e FieldErrors) add(err error) FieldErrors {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return append(e, fe)
+	}
+	return e
+}
+
+// err is nil, the one field error, or all of them.
+func (e FieldErrors) err() error {
+	switch len(e) {
+	case 0:
+		return nil
+	case 1:
+		return e[0]
+	}
+	return e
+}
+
+// NewFieldError is a field error found by a front end while decoding (a
+// boolean that is no boolean), for BlockRequest.DecodeErrors.
+func NewFieldError(field, message string) *FieldError {
+	return &FieldError{Field: field, Message: message, Err: ErrInvalidField}
+}
+
+// ReservedIdentError refuses a report for an internal enforcer's ident
+// by anyone but that enforcer. It wraps ErrReservedIdent.
+type ReservedIdentError struct{ Ident string }
+
+func (e *ReservedIdentError) Error() string {
+	return "ident " + e.Ident + " is enforced inside bhrd (enforcers in its config); a remote enforcer needs an ident of its own"
+}
+
+func (e *ReservedIdentError) Unwrap() error { return ErrReservedIdent }
 
 // PolicyError is a refusal of a whole request. BHR shows it as
 // {"non_field_errors": ["<message>"]}.

@@ -46,6 +46,34 @@ type Service struct {
 
 	mu      sync.Mutex
 	changed chan struct{}
+
+	events Events
+	// reserved are the idents of this process's internal enforcers: only
+	// EnforcerActor(ident) may report for them.
+	reserved map[string]bool
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithEvents sends every committed change and every refusal to e.
+func WithEvents(e Events) Option {
+	return func(s *Service) {
+		if e != nil {
+			s.events = e
+		}
+	}
+}
+
+// WithReservedIdents reserves the idents of the internal enforcers: only
+// EnforcerActor(ident) may report blocks installed or removed for them,
+// or read their unblock queue. Anyone else gets ErrReservedIdent.
+func WithReservedIdents(idents ...string) Option {
+	return func(s *Service) {
+		for _, id := range idents {
+			s.reserved[id] = true
+		}
+	}
 }
 
 // Outcome says what a block request did.
@@ -85,6 +113,10 @@ type BlockRequest struct {
 	Extend        bool // BHR's API default is true; callers must set it
 	// MaySkipWhitelist is the caller's permission to use SkipWhitelist.
 	MaySkipWhitelist bool
+	// DecodeErrors are the field errors a front end found while decoding
+	// (a boolean that is no boolean): they are reported, and audited, with
+	// the Service's own, and the fields they name are not judged again.
+	DecodeErrors []*FieldError
 }
 
 // rules is a policy with its protected set indexed.
@@ -108,7 +140,7 @@ type BlockResult struct {
 }
 
 // NewService returns a Service over store. Call Start before use.
-func NewService(store Store, policy Policy, clock Clock) (*Service, error) {
+func NewService(store Store, policy Policy, clock Clock, opts ...Option) (*Service, error) {
 	if err := policy.Validate(); err != nil {
 		return nil, err
 	}
@@ -116,9 +148,14 @@ func NewService(store Store, policy Policy, clock Clock) (*Service, error) {
 		clock = SystemClock
 	}
 	s := &Service{
-		store:   store,
-		clock:   clock,
-		changed: make(chan struct{}),
+		store:    store,
+		clock:    clock,
+		changed:  make(chan struct{}),
+		events:   noEvents{},
+		reserved: map[string]bool{},
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	s.rules.Store(newRules(policy))
 	return s, nil
@@ -226,36 +263,58 @@ type checked struct {
 	end      time.Time     // explicit unblock_at, zero if none
 }
 
-// validate applies the field rules and the policy to one request.
+// validate applies the field rules and the policy to one request. Every
+// field error is reported at once (a FieldErrors), as BHR's serializer
+// does; the policy is judged only for a request whose fields are valid.
 func (s *Service) validate(r BlockRequest, now time.Time) (checked, error) {
 	c := checked{req: r}
 	rl := s.rules.Load()
+	fes := FieldErrors(slices.Clone(r.DecodeErrors))
+	if fes.Has("non_field_errors") {
+		return c, fes.err() // no request object at all
+	}
+	bad := func(field string) bool { return fes.Has(field) }
+	add := func(err error) {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			fes = append(fes, fe)
+		}
+	}
 	var err error
-	if c.cidr, err = ParseCIDR(r.CIDR); err != nil {
-		return c, err
+	if !bad("cidr") {
+		if c.cidr, err = ParseCIDR(r.CIDR); err != nil {
+			add(err)
+		}
 	}
-	if utf8.RuneCountInString(r.Source) > MaxSourceLength {
-		return c, fieldErr("source", ErrFieldTooLong, "Ensure this field has no more than %d characters.", MaxSourceLength)
+	if !bad("source") {
+		if utf8.RuneCountInString(r.Source) > MaxSourceLength {
+			add(fieldErr("source", ErrFieldTooLong, "Ensure this field has no more than %d characters.", MaxSourceLength))
+		} else if r.Source == "" {
+			add(fieldErr("source", ErrFieldRequired, "This field is required."))
+		}
 	}
-	if r.Source == "" {
-		return c, fieldErr("source", ErrFieldRequired, "This field is required.")
+	if !bad("why") && r.Why == "" {
+		add(fieldErr("why", ErrFieldRequired, "This field is required."))
 	}
-	if r.Why == "" {
-		return c, fieldErr("why", ErrFieldRequired, "This field is required.")
+	if !bad("duration") {
+		if c.duration, err = ParseDuration(r.Duration); err != nil {
+			add(err)
+		}
 	}
-	if c.duration, err = ParseDuration(r.Duration); err != nil {
-		return c, err
-	}
-	if r.UnblockAt != "" {
+	if r.UnblockAt != "" && !bad("unblock_at") {
 		if c.duration != 0 {
-			return c, fieldErr("unblock_at", ErrConflictingEnd, "unblock_at can not be combined with a non-zero duration")
+			add(fieldErr("unblock_at", ErrConflictingEnd, "unblock_at can not be combined with a non-zero duration"))
+		} else if c.end, err = ParseTime("unblock_at", r.UnblockAt); err != nil {
+			add(err)
+		} else if !c.end.After(now) {
+			add(fieldErr("unblock_at", ErrPastEnd, "unblock_at %s is not in the future", c.end.Format(time.RFC3339)))
 		}
-		if c.end, err = ParseTime("unblock_at", r.UnblockAt); err != nil {
-			return c, err
+	}
+	if len(fes) > 0 {
+		if len(fes) == 1 {
+			return c, fes[0]
 		}
-		if !c.end.After(now) {
-			return c, fieldErr("unblock_at", ErrPastEnd, "unblock_at %s is not in the future", c.end.Format(time.RFC3339))
-		}
+		return c, fes
 	}
 	// The protected set is checked before anything can skip it.
 	if pp, ok := rl.protected.overlap(c.cidr); ok {
@@ -317,11 +376,16 @@ func (s *Service) MBlock(ctx context.Context, reqs []BlockRequest) ([]BlockResul
 	items := make([]checked, len(reqs))
 	errs := make([]error, len(reqs))
 	bad := false
+	who := ActorFrom(ctx).Name
 	for i, r := range reqs {
+		if r.Who == "" {
+			r.Who = who
+		}
 		items[i], errs[i] = s.validate(r, now)
 		bad = bad || errs[i] != nil
 	}
 	if bad {
+		s.events.BlocksRejected(ctx, reqs, errs)
 		return nil, &BatchError{Items: errs}
 	}
 	if len(items) == 0 {
@@ -431,6 +495,7 @@ func (s *Service) MBlock(ctx context.Context, reqs []BlockRequest) ([]BlockResul
 	if changed {
 		s.notify()
 	}
+	s.events.BlocksStored(ctx, results)
 	return results, nil
 }
 
@@ -447,21 +512,69 @@ func (s *Service) endOf(it checked, d time.Duration, now time.Time) (end time.Ti
 }
 
 // UnblockNow force-unblocks the expected block with exactly cidr. Its
-// entries enter the unblock queues at once.
-func (s *Service) UnblockNow(ctx context.Context, cidr, who, why string) (Block, error) {
+// entries enter the unblock queues at once. who is the actor's name.
+func (s *Service) UnblockNow(ctx context.Context, cidr, why string) (Block, error) {
+	var fes FieldErrors
 	p, err := ParseCIDR(cidr)
-	if err != nil {
+	fes = fes.add(err)
+	if why == "" {
+		fes = fes.add(fieldErr("why", ErrFieldRequired, "This field is required."))
+	}
+	if err := fes.err(); err != nil {
+		s.events.Refused(ctx, "unblock_now", err)
 		return Block{}, err
 	}
-	b, err := s.store.UnblockNow(ctx, p, s.Now(), who, why)
+	b, err := s.store.UnblockNow(ctx, p, s.Now(), ActorFrom(ctx).Name, why)
 	if errors.Is(err, ErrNotBlocked) {
-		return Block{}, fieldErr("cidr", ErrNotBlocked, "%s is not currently blocked", p)
+		err = fieldErr("cidr", ErrNotBlocked, "%s is not currently blocked", p)
+		s.events.Refused(ctx, "unblock_now", err)
+		return Block{}, err
 	}
 	if err != nil {
 		return Block{}, fmt.Errorf("unblock %s: %w", p, err)
 	}
 	s.notify()
+	s.events.UnblockedNow(ctx, b)
 	return b, nil
+}
+
+// mayReport refuses an actor other than ident's internal enforcer for a
+// reserved ident.
+func (s *Service) mayReport(ctx context.Context, op, ident string) error {
+	if !s.reserved[ident] || ActorFrom(ctx).EnforcerIdent() == ident {
+		return nil
+	}
+	err := &ReservedIdentError{Ident: ident}
+	s.events.Refused(ctx, op, err)
+	return err
+}
+
+// refusedIdents are the reserved idents whose entries the actor of ctx
+// may not close.
+func (s *Service) refusedIdents(ctx context.Context) []string {
+	own := ActorFrom(ctx).EnforcerIdent()
+	out := make([]string, 0, len(s.reserved))
+	for id := range s.reserved {
+		if id != own {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkIDs collapses repeated ids and refuses more than limit distinct
+// ones (0: no limit), so that a body of repeats can neither write nor
+// audit more than the entries it names.
+func (s *Service) checkIDs(ctx context.Context, op string, ids []int64, limit int) ([]int64, error) {
+	ids = dedupe(ids)
+	if limit > 0 && len(ids) > limit {
+		err := &FieldError{Field: "ids", Err: ErrTooMany,
+			Message: fmt.Sprintf("Too many ids: %d in one call; the limit is %d (api.max_mblock_items). Split the list.", len(ids), limit)}
+		s.events.Refused(ctx, op, err)
+		return nil, err
+	}
+	return ids, nil
 }
 
 // BlockQueue returns at most limit (capped at QueueLimit) expected blocks
@@ -476,16 +589,31 @@ func (s *Service) BlockQueue(ctx context.Context, ident string, since time.Time,
 	return s.store.BlockQueue(ctx, ident, s.Now(), since, limit)
 }
 
-// SetBlocked records that ident has installed the given blocks.
+// SetBlocked records that ident has installed the given blocks (repeats
+// collapse). Unknown ids fail the whole call (ErrNotFound).
 func (s *Service) SetBlocked(ctx context.Context, ident string, blockIDs []int64) error {
+	return s.SetBlockedMax(ctx, ident, blockIDs, 0)
+}
+
+// SetBlockedMax is SetBlocked refusing more than limit distinct ids
+// (ErrTooMany); 0 means no limit.
+func (s *Service) SetBlockedMax(ctx context.Context, ident string, blockIDs []int64, limit int) error {
 	if err := checkIdent(ident); err != nil {
 		return err
 	}
-	if len(blockIDs) == 0 {
-		return nil
-	}
-	if err := s.store.SetBlocked(ctx, ident, dedupe(blockIDs), s.Now()); err != nil {
+	if err := s.mayReport(ctx, "set_blocked", ident); err != nil {
 		return err
+	}
+	ids, err := s.checkIDs(ctx, "set_blocked", blockIDs, limit)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	added, err := s.store.SetBlocked(ctx, ident, ids, s.Now())
+	if err != nil {
+		return err
+	}
+	if len(added) > 0 {
+		s.events.SetBlocked(ctx, ident, added)
 	}
 	return nil
 }
@@ -496,28 +624,47 @@ func (s *Service) UnblockQueue(ctx context.Context, ident string, limit int) ([]
 	if err := checkIdent(ident); err != nil {
 		return nil, err
 	}
+	if err := s.mayReport(ctx, "unblock_queue", ident); err != nil {
+		return nil, err
+	}
 	if limit <= 0 || limit > QueueLimit {
 		limit = QueueLimit
 	}
 	return s.store.UnblockQueue(ctx, ident, s.Now(), limit)
 }
 
-// SetUnblocked records that the given entries were removed.
+// SetUnblocked records that the given entries were removed (repeats
+// collapse). Unknown ids fail the whole call (ErrNotFound), and so does an
+// entry of a reserved ident the actor is not the enforcer of
+// (ErrReservedIdent).
 func (s *Service) SetUnblocked(ctx context.Context, entryIDs []int64) error {
-	if len(entryIDs) == 0 {
-		return nil
+	return s.SetUnblockedMax(ctx, entryIDs, 0)
+}
+
+// SetUnblockedMax is SetUnblocked refusing more than limit distinct ids
+// (ErrTooMany); 0 means no limit.
+func (s *Service) SetUnblockedMax(ctx context.Context, entryIDs []int64, limit int) error {
+	ids, err := s.checkIDs(ctx, "set_unblocked", entryIDs, limit)
+	if err != nil || len(ids) == 0 {
+		return err
 	}
-	return s.store.SetUnblocked(ctx, dedupe(entryIDs), s.Now())
+	closed, err := s.store.SetUnblocked(ctx, ids, s.Now(), s.refusedIdents(ctx))
+	if errors.Is(err, ErrReservedIdent) {
+		s.events.Refused(ctx, "set_unblocked", err)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if len(closed) > 0 {
+		s.events.SetUnblocked(ctx, closed)
+	}
+	return nil
 }
 
 // GetBlock returns one block.
 func (s *Service) GetBlock(ctx context.Context, id int64) (Block, error) {
 	return s.store.GetBlock(ctx, id)
-}
-
-// BlockCIDRs returns the cidr of each given block that exists.
-func (s *Service) BlockCIDRs(ctx context.Context, ids []int64) (map[int64]netip.Prefix, error) {
-	return s.store.BlockCIDRs(ctx, ids)
 }
 
 // ListBlocks streams blocks; opts.Now defaults to the service clock.
@@ -548,16 +695,24 @@ func (s *Service) Stats(ctx context.Context) (Stats, error) {
 	return s.store.Stats(ctx, s.Now())
 }
 
-// AddWhitelist stores a whitelist entry and updates the index.
-func (s *Service) AddWhitelist(ctx context.Context, cidr, who, why string) (WhitelistEntry, error) {
+// AddWhitelist stores a whitelist entry and updates the index. who is
+// the actor's name.
+func (s *Service) AddWhitelist(ctx context.Context, cidr, why string) (WhitelistEntry, error) {
+	var fes FieldErrors
 	p, err := ParseCIDR(cidr)
-	if err != nil {
+	fes = fes.add(err)
+	if why == "" {
+		fes = fes.add(fieldErr("why", ErrFieldRequired, "This field is required."))
+	}
+	if err := fes.err(); err != nil {
+		s.events.Refused(ctx, "whitelist_add", err)
 		return WhitelistEntry{}, err
 	}
-	e, err := s.store.AddWhitelist(ctx, WhitelistEntry{CIDR: p, Who: who, Why: why, Added: s.Now()})
+	e, err := s.store.AddWhitelist(ctx, WhitelistEntry{CIDR: p, Who: ActorFrom(ctx).Name, Why: why, Added: s.Now()})
 	if err != nil {
 		return WhitelistEntry{}, fmt.Errorf("add whitelist %s: %w", p, err)
 	}
+	s.events.WhitelistAdded(ctx, e)
 	return e, s.ReloadLists(ctx)
 }
 
@@ -574,24 +729,38 @@ func (s *Service) GetWhitelist(ctx context.Context, id int64) (WhitelistEntry, e
 // DeleteWhitelist removes a stored entry (protected prefixes are not
 // stored and so cannot be deleted).
 func (s *Service) DeleteWhitelist(ctx context.Context, id int64) error {
+	e, err := s.store.GetWhitelist(ctx, id)
+	if err != nil {
+		return err
+	}
 	if err := s.store.DeleteWhitelist(ctx, id); err != nil {
 		return err
 	}
+	s.events.WhitelistDeleted(ctx, e)
 	return s.ReloadLists(ctx)
 }
 
-// AddSourceBlacklist refuses all future blocks from source.
-func (s *Service) AddSourceBlacklist(ctx context.Context, source, who, why string) (SourceBlacklistEntry, error) {
+// AddSourceBlacklist refuses all future blocks from source. who is the
+// actor's name.
+func (s *Service) AddSourceBlacklist(ctx context.Context, source, why string) (SourceBlacklistEntry, error) {
+	var fes FieldErrors
 	if source == "" {
-		return SourceBlacklistEntry{}, fieldErr("source", ErrFieldRequired, "This field is required.")
+		fes = fes.add(fieldErr("source", ErrFieldRequired, "This field is required."))
+	} else if utf8.RuneCountInString(source) > MaxSourceLength {
+		fes = fes.add(fieldErr("source", ErrFieldTooLong, "Ensure this field has no more than %d characters.", MaxSourceLength))
 	}
-	if utf8.RuneCountInString(source) > MaxSourceLength {
-		return SourceBlacklistEntry{}, fieldErr("source", ErrFieldTooLong, "Ensure this field has no more than %d characters.", MaxSourceLength)
+	if why == "" {
+		fes = fes.add(fieldErr("why", ErrFieldRequired, "This field is required."))
 	}
-	e, err := s.store.AddSourceBlacklist(ctx, SourceBlacklistEntry{Source: source, Who: who, Why: why, Added: s.Now()})
+	if err := fes.err(); err != nil {
+		s.events.Refused(ctx, "source_blacklist_add", err)
+		return SourceBlacklistEntry{}, err
+	}
+	e, err := s.store.AddSourceBlacklist(ctx, SourceBlacklistEntry{Source: source, Who: ActorFrom(ctx).Name, Why: why, Added: s.Now()})
 	if err != nil {
 		return SourceBlacklistEntry{}, err
 	}
+	s.events.SourceBlacklistAdded(ctx, e)
 	return e, s.ReloadLists(ctx)
 }
 
@@ -602,9 +771,23 @@ func (s *Service) ListSourceBlacklist(ctx context.Context) ([]SourceBlacklistEnt
 
 // DeleteSourceBlacklist removes a blacklisted source.
 func (s *Service) DeleteSourceBlacklist(ctx context.Context, id int64) error {
+	var found *SourceBlacklistEntry
+	if bl := s.blacklist.Load(); bl != nil {
+		for _, e := range *bl {
+			if e.ID == id {
+				found = &e
+				break
+			}
+		}
+	}
 	if err := s.store.DeleteSourceBlacklist(ctx, id); err != nil {
 		return err
 	}
+	e := SourceBlacklistEntry{ID: id}
+	if found != nil {
+		e = *found
+	}
+	s.events.SourceBlacklistDeleted(ctx, e)
 	return s.ReloadLists(ctx)
 }
 
@@ -614,7 +797,15 @@ func (s *Service) Prune(ctx context.Context, olderThan time.Duration) (PruneResu
 		return PruneResult{}, fmt.Errorf("prune: age must be positive, got %s", olderThan)
 	}
 	now := s.Now()
-	return s.store.Prune(ctx, now.Add(-olderThan), now)
+	cutoff := now.Add(-olderThan)
+	res, err := s.store.Prune(ctx, cutoff, now)
+	if err != nil {
+		return res, err
+	}
+	if res.Blocks > 0 || res.Entries > 0 {
+		s.events.Pruned(ctx, cutoff, res)
+	}
+	return res, nil
 }
 
 // MaxIdentLength bounds idents so they stay sane in logs and URLs.

@@ -52,7 +52,10 @@ type Store interface {
 	// added = now and a copy of the block's unblock_at, atomically. A block
 	// that already has an entry for ident is left as it is (idempotent).
 	// Unknown ids fail the whole call with an error wrapping ErrNotFound.
-	SetBlocked(ctx context.Context, ident string, blockIDs []int64, now time.Time) error
+	// It returns the blocks whose entry it created (id, cidr, added of
+	// the block), in id order: what the audit log records. blockIDs hold
+	// no repeats.
+	SetBlocked(ctx context.Context, ident string, blockIDs []int64, now time.Time) ([]QueueItem, error)
 
 	// UnblockQueue lists, by unblock_at, at most limit open entries of
 	// ident whose unblock_at is set and not after now.
@@ -60,16 +63,13 @@ type Store interface {
 
 	// SetUnblocked sets removed = now on each open entry, atomically.
 	// Already removed entries are left as they are (idempotent). Unknown
-	// ids fail the whole call with an error wrapping ErrNotFound.
-	SetUnblocked(ctx context.Context, entryIDs []int64, now time.Time) error
+	// ids fail the whole call with an error wrapping ErrNotFound; an entry
+	// whose ident is in refuse fails it with a *ReservedIdentError. It returns the entries it
+	// closed, in id order. entryIDs hold no repeats.
+	SetUnblocked(ctx context.Context, entryIDs []int64, now time.Time, refuse []string) ([]UnblockItem, error)
 
 	// GetBlock returns one block or an error wrapping ErrNotFound.
 	GetBlock(ctx context.Context, id int64) (Block, error)
-
-	// BlockCIDRs returns the cidr of each given block that exists
-	// (unknown ids are left out): what an audit line of set_blocked
-	// names, for a whole set_blocked_multi at once.
-	BlockCIDRs(ctx context.Context, ids []int64) (map[int64]netip.Prefix, error)
 
 	// ListBlocks streams the blocks selected by opts to fn, in id order
 	// (ascending unless opts.Descending), without holding the whole result
@@ -157,9 +157,8 @@ type ListOptions struct {
 
 // EntryListOptions selects and pages entries.
 type EntryListOptions struct {
-	IDs      []int64 // nil = all entries; else only these
-	BlockID  int64   // 0 = all blocks
-	Ident    string  // "" = all idents
+	BlockID  int64  // 0 = all blocks
+	Ident    string // "" = all idents
 	OpenOnly bool
 	AfterID  int64
 	Offset   int

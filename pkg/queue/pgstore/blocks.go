@@ -514,35 +514,6 @@ func (s *Store) GetBlock(ctx context.Context, id int64) (queue.Block, error) {
 	return blk, nil
 }
 
-// BlockCIDRs implements queue.Store: one primary-key probe per id (a
-// join, so that no generic plan can turn it into a scan of blocks).
-func (s *Store) BlockCIDRs(ctx context.Context, ids []int64) (map[int64]netip.Prefix, error) {
-	out := make(map[int64]netip.Prefix, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	rows, err := s.pool.Query(ctx, `SELECT b.id, b.cidr FROM unnest($1::int8[]) AS x(id)
-		CROSS JOIN LATERAL (SELECT b.id, b.cidr FROM blocks b WHERE b.id = x.id OFFSET 0) b`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("block cidrs: %w", err)
-	}
-	defer rows.Close()
-	var (
-		id   int64
-		cidr netip.Prefix
-	)
-	for rows.Next() {
-		if err := rows.Scan(&id, &cidr); err != nil {
-			return nil, fmt.Errorf("block cidrs: %w", err)
-		}
-		out[id] = cidr
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("block cidrs: %w", err)
-	}
-	return out, nil
-}
-
 // args numbers query parameters as they are added.
 type args []any
 

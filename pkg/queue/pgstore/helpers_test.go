@@ -128,7 +128,7 @@ func blockQueue(t testing.TB, s *Store, ident string, now time.Time) []int64 {
 
 func setBlocked(t testing.TB, s *Store, ident string, now time.Time, ids ...int64) {
 	t.Helper()
-	if err := s.SetBlocked(context.Background(), ident, ids, now); err != nil {
+	if _, err := s.SetBlocked(context.Background(), ident, ids, now); err != nil {
 		t.Fatalf("set blocked %s %v: %v", ident, ids, err)
 	}
 }

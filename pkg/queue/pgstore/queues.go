@@ -2,14 +2,20 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/bhrd/bhrd/pkg/queue"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
+
+// codeReserved is the SQLSTATE bhrd_reserved raises.
+const codeReserved = "BH409"
 
 // The block queue is an index range scan of pending(ident, block_id),
 // joined row by row to the block and its entry check (which only matters
@@ -115,13 +121,16 @@ func (s *Store) BlockQueue(ctx context.Context, ident string, now, since time.Ti
 }
 
 // One statement checks the ids and writes, so an unknown id leaves
-// everything as it was. Entries are inserted in block id order so that
-// concurrent calls lock index entries in the same order.
+// everything as it was. chk is the outer side of the last join, with no
+// filter on the inner side, so that it is always evaluated (a filter on
+// x would let the planner scan an empty x first and never raise). Entries are inserted in block id order so that
+// concurrent calls lock index entries in the same order. It returns the
+// blocks whose entry it created.
 const sqlSetBlocked = `
 WITH req AS (
 	SELECT DISTINCT id FROM unnest($2::int8[]) AS r(id)
 ), b AS (
-	SELECT blocks.id, blocks.unblock_at FROM blocks JOIN req USING (id)
+	SELECT blocks.id, blocks.cidr, blocks.added, blocks.unblock_at FROM blocks JOIN req USING (id)
 ), chk AS (
 	SELECT CASE WHEN (SELECT count(*) FROM b) = (SELECT count(*) FROM req) THEN true
 	       ELSE bhrd_not_found('unknown block ids: ' ||
@@ -130,29 +139,50 @@ WITH req AS (
 	INSERT INTO entries (block_id, ident, added, unblock_at)
 	SELECT b.id, $1, $3, b.unblock_at FROM b, chk WHERE chk.ok ORDER BY b.id
 	ON CONFLICT (block_id, ident) DO NOTHING
-	RETURNING 1
+	RETURNING block_id
 ), dq AS (
 	DELETE FROM pending p USING b WHERE p.ident = $1 AND p.block_id = b.id
 )
-SELECT chk.ok, (SELECT count(*) FROM ins) FROM chk`
+SELECT x.id, x.cidr, x.added FROM chk LEFT JOIN LATERAL (
+	SELECT b.id, b.cidr, b.added FROM ins JOIN b ON b.id = ins.block_id
+) x ON true
+ORDER BY x.id`
 
 // SetBlocked implements queue.Store in one statement (one implicit
 // transaction). New entries notify "blocks" after the commit (see
 // runNotifier): another bhrd's expiry timer must learn of their
 // unblock_at.
-func (s *Store) SetBlocked(ctx context.Context, ident string, blockIDs []int64, now time.Time) error {
+func (s *Store) SetBlocked(ctx context.Context, ident string, blockIDs []int64, now time.Time) ([]queue.QueueItem, error) {
 	if len(blockIDs) == 0 {
-		return nil
+		return nil, nil
 	}
-	var ok bool
-	var added int64
-	if err := s.pool.QueryRow(ctx, sqlSetBlocked, ident, blockIDs, now.UTC()).Scan(&ok, &added); err != nil {
-		return mapErr("set blocked "+ident, err, queue.ErrNotFound)
+	rows, err := s.pool.Query(ctx, sqlSetBlocked, ident, blockIDs, now.UTC())
+	if err != nil {
+		return nil, mapErr("set blocked "+ident, err, queue.ErrNotFound)
 	}
-	if added > 0 {
+	var added []queue.QueueItem
+	for rows.Next() {
+		var id *int64
+		var it queue.QueueItem
+		var cidr *netip.Prefix
+		var at *time.Time
+		if err := rows.Scan(&id, &cidr, &at); err != nil {
+			rows.Close()
+			return nil, mapErr("set blocked "+ident, err, queue.ErrNotFound)
+		}
+		if id == nil {
+			continue // chk's row when nothing was inserted
+		}
+		it.ID, it.CIDR, it.Added = *id, *cidr, at.UTC()
+		added = append(added, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapErr("set blocked "+ident, err, queue.ErrNotFound)
+	}
+	if len(added) > 0 {
 		s.notifyBlocks()
 	}
-	return nil
+	return added, nil
 }
 
 var sqlUnblockQueue = `
@@ -183,41 +213,82 @@ func (s *Store) UnblockQueue(ctx context.Context, ident string, now time.Time, l
 	return items, nil
 }
 
+// An entry of a refused ident aborts the statement (bhrd_reserved) before
+// anything is written. It returns the entries it closed.
 const sqlSetUnblocked = `
 WITH req AS (
 	SELECT DISTINCT id FROM unnest($1::int8[]) AS r(id)
 ), found AS (
-	SELECT e.id, e.removed FROM entries e WHERE e.id IN (SELECT id FROM req) ORDER BY e.id FOR UPDATE
+	SELECT e.id, e.block_id, e.ident, e.added, e.unblock_at, e.removed FROM entries e
+	WHERE e.id IN (SELECT id FROM req) ORDER BY e.id FOR UPDATE
 ), chk AS (
-	SELECT CASE WHEN (SELECT count(*) FROM found) = (SELECT count(*) FROM req) THEN true
-	       ELSE bhrd_not_found('unknown entry ids: ' ||
-	            (SELECT string_agg(id::text, ',' ORDER BY id) FROM req WHERE id NOT IN (SELECT id FROM found))) END AS ok
+	SELECT CASE WHEN (SELECT count(*) FROM found) <> (SELECT count(*) FROM req) THEN
+	            bhrd_not_found('unknown entry ids: ' ||
+	            (SELECT string_agg(id::text, ',' ORDER BY id) FROM req WHERE id NOT IN (SELECT id FROM found)))
+	       WHEN EXISTS (SELECT 1 FROM found WHERE ident = ANY($3::text[])) THEN
+	            bhrd_reserved((SELECT min(ident) FROM found WHERE ident = ANY($3::text[])))
+	       ELSE true END AS ok
 ), upd AS (
 	UPDATE entries e SET removed = $2
 	FROM found f, chk
 	WHERE chk.ok AND e.id = f.id AND f.removed IS NULL
+	RETURNING e.id
 )
-SELECT ok FROM chk`
+SELECT x.id, x.block_id, x.cidr, x.ident, x.added, x.unblock_at FROM chk LEFT JOIN LATERAL (
+	SELECT f.id, f.block_id, b.cidr, f.ident, f.added, f.unblock_at
+	FROM upd JOIN found f ON f.id = upd.id JOIN blocks b ON b.id = f.block_id
+) x ON true
+ORDER BY x.id`
 
 // SetUnblocked implements queue.Store.
-func (s *Store) SetUnblocked(ctx context.Context, entryIDs []int64, now time.Time) error {
+func (s *Store) SetUnblocked(ctx context.Context, entryIDs []int64, now time.Time, refuse []string) ([]queue.UnblockItem, error) {
 	if len(entryIDs) == 0 {
-		return nil
+		return nil, nil
 	}
-	var ok bool
-	if err := s.pool.QueryRow(ctx, sqlSetUnblocked, entryIDs, now.UTC()).Scan(&ok); err != nil {
-		return mapErr("set unblocked", err, queue.ErrNotFound)
+	if refuse == nil {
+		refuse = []string{}
 	}
-	return nil
+	rows, err := s.pool.Query(ctx, sqlSetUnblocked, entryIDs, now.UTC(), refuse)
+	if err != nil {
+		return nil, mapSetUnblocked(err)
+	}
+	var closed []queue.UnblockItem
+	for rows.Next() {
+		var (
+			id, blockID *int64
+			cidr        *netip.Prefix
+			ident       *string
+			added       *time.Time
+			unblockAt   pgtype.Timestamptz
+		)
+		if err := rows.Scan(&id, &blockID, &cidr, &ident, &added, &unblockAt); err != nil {
+			rows.Close()
+			return nil, mapSetUnblocked(err)
+		}
+		if id == nil {
+			continue // chk's row when nothing was closed
+		}
+		closed = append(closed, queue.UnblockItem{ID: *id, BlockID: *blockID, CIDR: *cidr, Ident: *ident,
+			Added: added.UTC(), UnblockAt: tsOut(unblockAt)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapSetUnblocked(err)
+	}
+	return closed, nil
+}
+
+func mapSetUnblocked(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == codeReserved {
+		return &queue.ReservedIdentError{Ident: pe.Message}
+	}
+	return mapErr("set unblocked", err, queue.ErrNotFound)
 }
 
 // ListEntries implements queue.Store, streaming like ListBlocks.
 func (s *Store) ListEntries(ctx context.Context, opts queue.EntryListOptions, fn func(queue.Entry) error) error {
 	var a args
 	var where []string
-	if opts.IDs != nil {
-		where = append(where, `e.id = ANY(`+a.add(opts.IDs)+`::int8[])`)
-	}
 	if opts.BlockID != 0 {
 		where = append(where, `e.block_id = `+a.add(opts.BlockID))
 	}

@@ -219,7 +219,7 @@ func TestSetBlocked(t *testing.T) {
 		t.Fatalf("entries = %+v\nwant      %+v", es, want)
 	}
 	// Idempotent: marking again changes nothing, even a removed entry.
-	if err := s.SetUnblocked(ctx, []int64{es[1].ID}, at(15)); err != nil {
+	if _, err := s.SetUnblocked(ctx, []int64{es[1].ID}, at(15), nil); err != nil {
 		t.Fatal(err)
 	}
 	want[1].Removed = at(15)
@@ -228,14 +228,14 @@ func TestSetBlocked(t *testing.T) {
 		t.Fatalf("after repeat: %+v\nwant       %+v", es, want)
 	}
 	// Atomic: one unknown id and nothing is written.
-	err := s.SetBlocked(ctx, "r2", []int64{bs[2].ID, 424242, bs[0].ID}, at(30))
+	_, err := s.SetBlocked(ctx, "r2", []int64{bs[2].ID, 424242, bs[0].ID}, at(30))
 	if !errors.Is(err, queue.ErrNotFound) || !strings.Contains(err.Error(), "424242") {
 		t.Fatalf("unknown id: err = %v, want ErrNotFound naming 424242", err)
 	}
 	if es := entriesOf(t, s, queue.EntryListOptions{Ident: "r2"}); len(es) != 0 {
 		t.Fatalf("failed call wrote %+v", es)
 	}
-	if err := s.SetBlocked(ctx, "r2", nil, at(30)); err != nil {
+	if _, err := s.SetBlocked(ctx, "r2", nil, at(30)); err != nil {
 		t.Fatalf("empty list: %v", err)
 	}
 }
@@ -261,7 +261,7 @@ func TestUnblockQueueOrdering(t *testing.T) {
 			removed = e.ID
 		}
 	}
-	if err := s.SetUnblocked(ctx, []int64{removed}, at(60)); err != nil {
+	if _, err := s.SetUnblocked(ctx, []int64{removed}, at(60), nil); err != nil {
 		t.Fatal(err)
 	}
 	items := mustUnblockQueue(t, s, "r1", at(250))
@@ -292,14 +292,14 @@ func TestSetUnblocked(t *testing.T) {
 	bs := insert(t, s, at(0), newBlock("192.0.2.1/32", at(0), at(10)), newBlock("192.0.2.2/32", at(0), at(10)))
 	setBlocked(t, s, "r1", at(1), bs[0].ID, bs[1].ID)
 	es := entriesOf(t, s, queue.EntryListOptions{})
-	if err := s.SetUnblocked(ctx, []int64{es[0].ID}, at(20)); err != nil {
+	if _, err := s.SetUnblocked(ctx, []int64{es[0].ID}, at(20), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetUnblocked(ctx, []int64{es[0].ID, es[0].ID}, at(30)); err != nil {
+	if _, err := s.SetUnblocked(ctx, []int64{es[0].ID, es[0].ID}, at(30), nil); err != nil {
 		t.Fatalf("repeat: %v", err)
 	}
 	// Atomic with an unknown id.
-	err := s.SetUnblocked(ctx, []int64{es[1].ID, 777777}, at(40))
+	_, err := s.SetUnblocked(ctx, []int64{es[1].ID, 777777}, at(40), nil)
 	if !errors.Is(err, queue.ErrNotFound) || !strings.Contains(err.Error(), "777777") {
 		t.Fatalf("unknown id: err = %v, want ErrNotFound naming 777777", err)
 	}
@@ -322,7 +322,7 @@ func TestListEntries(t *testing.T) {
 	if len(all) != 3 {
 		t.Fatalf("%d entries, want 3", len(all))
 	}
-	if err := s.SetUnblocked(ctx, []int64{all[0].ID}, at(5)); err != nil {
+	if _, err := s.SetUnblocked(ctx, []int64{all[0].ID}, at(5), nil); err != nil {
 		t.Fatal(err)
 	}
 	eid := func(es []queue.Entry) []int64 { return ids(es, func(e queue.Entry) int64 { return e.ID }) }

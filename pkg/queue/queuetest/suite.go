@@ -30,13 +30,19 @@ type Env struct {
 // modified by mod when non-nil.
 func NewEnv(t *testing.T, newStore func(t *testing.T) queue.Store, mod func(*queue.Policy)) *Env {
 	t.Helper()
+	return NewEnvWith(t, newStore, mod)
+}
+
+// NewEnvWith is NewEnv with Service options.
+func NewEnvWith(t *testing.T, newStore func(t *testing.T) queue.Store, mod func(*queue.Policy), opts ...queue.Option) *Env {
+	t.Helper()
 	st := newStore(t)
 	pol := queue.DefaultPolicy()
 	if mod != nil {
 		mod(&pol)
 	}
 	clk := NewClock(Start)
-	svc, err := queue.NewService(st, pol, clk)
+	svc, err := queue.NewService(st, pol, clk, opts...)
 	if err != nil {
 		t.Fatalf("NewService: %v", err)
 	}
@@ -45,6 +51,8 @@ func NewEnv(t *testing.T, newStore func(t *testing.T) queue.Store, mod func(*que
 	if err := svc.Start(ctx); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
+	// Changes are made by "admin" unless a test says otherwise.
+	ctx = queue.WithActor(ctx, queue.Actor{Name: "admin"})
 	return &Env{T: t, Svc: svc, Store: st, Clock: clk, Ctx: ctx}
 }
 
@@ -232,56 +240,131 @@ func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 		}
 	})
 
-	t.Run("BlockCIDRs", func(t *testing.T) {
-		e := env(t)
-		a := e.MustBlock(Req("192.0.2.1", "1h")).Block
-		b := e.MustBlock(Req("2001:db8::/64", "1h")).Block
-		got, err := e.Svc.BlockCIDRs(e.Ctx, []int64{b.ID, 999999, a.ID, a.ID})
+	t.Run("ReportsWhatChanged", func(t *testing.T) {
+		rec := &Recorder{}
+		e := NewEnvWith(t, newStore, nil, queue.WithEvents(rec), queue.WithReservedIdents("bgp1"))
+		user := queue.WithActor(e.Ctx, queue.Actor{Name: "alice"})
+		bgp1 := queue.WithActor(e.Ctx, queue.EnforcerActor("bgp1"))
+		a, err := e.Svc.Block(user, Req("192.0.2.1", "1h"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != 2 || got[a.ID] != a.CIDR || got[b.ID] != b.CIDR {
-			t.Fatalf("BlockCIDRs = %v, want %d:%s %d:%s", got, a.ID, a.CIDR, b.ID, b.CIDR)
-		}
-		if got, err := e.Svc.BlockCIDRs(e.Ctx, nil); err != nil || len(got) != 0 {
-			t.Fatalf("BlockCIDRs(nil) = %v, %v", got, err)
-		}
-	})
-
-	t.Run("ListEntriesByIDs", func(t *testing.T) {
-		e := env(t)
-		var ids []int64
-		for _, c := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"} {
-			b := e.MustBlock(Req(c, "1h")).Block
-			if err := e.Svc.SetBlocked(e.Ctx, "fw1", []int64{b.ID}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := e.Svc.ListEntries(e.Ctx, queue.EntryListOptions{}, func(en queue.Entry) error {
-			ids = append(ids, en.ID)
-			return nil
-		}); err != nil || len(ids) != 3 {
-			t.Fatalf("entries %v, %v", ids, err)
-		}
-		if err := e.Svc.SetUnblocked(e.Ctx, []int64{ids[0]}); err != nil {
+		b, err := e.Svc.Block(user, Req("2001:db8::/64", "1h"))
+		if err != nil {
 			t.Fatal(err)
 		}
-		list := func(opts queue.EntryListOptions) []string {
-			var out []string
-			if err := e.Svc.ListEntries(e.Ctx, opts, func(en queue.Entry) error {
-				out = append(out, fmt.Sprintf("%d:%s", en.ID, en.CIDR))
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
-			return out
+		eqStrings(t, "blocks", rec.Take(), []string{"alice block_created 192.0.2.1/32", "alice block_created 2001:db8::/64"})
+
+		// Repeats collapse; a block already reported is no change.
+		if err := e.Svc.SetBlocked(user, "fw1", []int64{a.Block.ID, a.Block.ID, b.Block.ID}); err != nil {
+			t.Fatal(err)
 		}
-		want := func(i int, cidr string) string { return fmt.Sprintf("%d:%s/32", ids[i], cidr) }
-		eqStrings(t, "by ids", list(queue.EntryListOptions{IDs: []int64{ids[2], 999999, ids[0], ids[2]}}),
-			[]string{want(0, "192.0.2.1"), want(2, "192.0.2.3")})
-		eqStrings(t, "by ids, open only", list(queue.EntryListOptions{IDs: []int64{ids[2], ids[0]}, OpenOnly: true}),
-			[]string{want(2, "192.0.2.3")})
-		eqStrings(t, "no ids", list(queue.EntryListOptions{IDs: []int64{}}), nil)
+		eqStrings(t, "set_blocked", rec.Take(), []string{"alice set_blocked fw1 192.0.2.1/32", "alice set_blocked fw1 2001:db8::/64"})
+		if err := e.Svc.SetBlocked(user, "fw1", []int64{b.Block.ID, a.Block.ID}); err != nil {
+			t.Fatal(err)
+		}
+		eqStrings(t, "set_blocked again", rec.Take(), nil)
+		wantErr(t, e.Svc.SetBlocked(user, "fw2", []int64{a.Block.ID, 999999}), queue.ErrNotFound, "")
+		eqStrings(t, "set_blocked unknown id", rec.Take(), nil)
+		if q := e.queue("fw2"); len(q) != 2 {
+			t.Fatalf("fw2 queue after a refused report: %v", q)
+		}
+
+		// Reserved idents: only their own enforcer reports for them.
+		wantErr(t, e.Svc.SetBlocked(user, "bgp1", []int64{a.Block.ID}), queue.ErrReservedIdent, "")
+		_, err = e.Svc.UnblockQueue(user, "bgp1", 0)
+		wantErr(t, err, queue.ErrReservedIdent, "")
+		eqStrings(t, "reserved", rec.Take(), []string{"alice refused set_blocked", "alice refused unblock_queue"})
+		if err := e.Svc.SetBlocked(bgp1, "bgp1", []int64{a.Block.ID}); err != nil {
+			t.Fatal(err)
+		}
+		eqStrings(t, "own report", rec.Take(), []string{"enforcer:bgp1 set_blocked bgp1 192.0.2.1/32"})
+
+		if _, err := e.Svc.UnblockNow(user, "192.0.2.1", "done"); err != nil {
+			t.Fatal(err)
+		}
+		eqStrings(t, "unblock_now", rec.Take(), []string{"alice unblock_now 192.0.2.1/32"})
+		fw1 := e.unblockQueue("fw1")
+		own, err := e.Svc.UnblockQueue(bgp1, "bgp1", 0)
+		if err != nil || len(fw1) != 1 || len(own) != 1 {
+			t.Fatalf("unblock queues fw1 %v, bgp1 %v, %v", fw1, own, err)
+		}
+		// A remote caller can not close bgp1's entry, not even along with
+		// one of its own: nothing changes.
+		wantErr(t, e.Svc.SetUnblocked(user, []int64{fw1[0].ID, own[0].ID}), queue.ErrReservedIdent, "bgp1")
+		eqStrings(t, "refused set_unblocked", rec.Take(), []string{"alice refused set_unblocked"})
+		if q := e.unblockQueue("fw1"); len(q) != 1 {
+			t.Fatalf("fw1 unblock queue after a refused call: %v", q)
+		}
+		if err := e.Svc.SetUnblocked(user, []int64{fw1[0].ID, fw1[0].ID}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Svc.SetUnblocked(user, []int64{fw1[0].ID}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Svc.SetUnblocked(bgp1, []int64{own[0].ID}); err != nil {
+			t.Fatal(err)
+		}
+		eqStrings(t, "set_unblocked", rec.Take(), []string{"alice set_unblocked fw1 192.0.2.1/32", "enforcer:bgp1 set_unblocked bgp1 192.0.2.1/32"})
+		wantErr(t, e.Svc.SetUnblocked(user, []int64{999999}), queue.ErrNotFound, "")
+
+		// Limits on the number of ids, after repeats collapse.
+		if err := e.Svc.SetBlockedMax(user, "fw3", []int64{b.Block.ID, b.Block.ID, b.Block.ID}, 1); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, e.Svc.SetBlockedMax(user, "fw3", []int64{a.Block.ID, b.Block.ID}, 1), queue.ErrTooMany, "limit is 1")
+		wantErr(t, e.Svc.SetUnblockedMax(user, []int64{1, 2}, 1), queue.ErrTooMany, "limit is 1")
+		rec.Take()
+
+		// Lists and prune.
+		w, err := e.Svc.AddWhitelist(user, "198.51.100.0/24", "ours")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Svc.DeleteWhitelist(user, w.ID); err != nil {
+			t.Fatal(err)
+		}
+		sb, err := e.Svc.AddSourceBlacklist(user, "noisy", "fp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Svc.DeleteSourceBlacklist(user, sb.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Svc.Block(user, queue.BlockRequest{CIDR: "10.0.0.0/8", Source: "x", Why: "y", Duration: "1h"}); err == nil {
+			t.Fatal("a /8 was accepted")
+		}
+		eqStrings(t, "lists", rec.Take(), []string{"alice whitelist_added 198.51.100.0/24", "alice whitelist_deleted 198.51.100.0/24",
+			"alice source_blacklist_added noisy", "alice source_blacklist_deleted noisy",
+			"alice block_rejected 10.0.0.0/8: Prefix length in 10.0.0.0/8 is too small"})
+		e.Clock.Advance(48 * time.Hour)
+		if _, err := e.Svc.Prune(e.Ctx, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		eqStrings(t, "prune", rec.Take(), []string{"admin pruned 1 2"})
+	})
+
+	t.Run("AllFieldErrorsAtOnce", func(t *testing.T) {
+		e := env(t)
+		_, err := e.Svc.Block(e.Ctx, queue.BlockRequest{CIDR: "banana", Duration: "soon",
+			DecodeErrors: []*queue.FieldError{queue.NewFieldError("skip_whitelist", "Must be a valid boolean.")}})
+		var fes queue.FieldErrors
+		if !errors.As(err, &fes) {
+			t.Fatalf("err = %v, want FieldErrors", err)
+		}
+		var got []string
+		for _, fe := range fes {
+			got = append(got, fe.Field)
+		}
+		sort.Strings(got)
+		eqStrings(t, "fields", got, []string{"cidr", "duration", "skip_whitelist", "source", "why"})
+		if !errors.Is(err, queue.ErrInvalidCIDR) || !errors.Is(err, queue.ErrFieldRequired) {
+			t.Fatalf("errors.Is does not see the fields' errors: %v", err)
+		}
+		_, err = e.Svc.UnblockNow(e.Ctx, "", "")
+		if !errors.As(err, &fes) || len(fes) != 2 {
+			t.Fatalf("unblock_now with nothing: %v", err)
+		}
 	})
 
 	t.Run("FieldErrors", func(t *testing.T) {
@@ -331,10 +414,10 @@ func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 
 	t.Run("WhitelistBothDirections", func(t *testing.T) {
 		e := env(t)
-		if _, err := e.Svc.AddWhitelist(e.Ctx, "198.51.100.0/24", "admin", "our servers"); err != nil {
+		if _, err := e.Svc.AddWhitelist(e.Ctx, "198.51.100.0/24", "our servers"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.Svc.AddWhitelist(e.Ctx, "203.0.113.128/32", "admin", "dns"); err != nil {
+		if _, err := e.Svc.AddWhitelist(e.Ctx, "203.0.113.128/32", "dns"); err != nil {
 			t.Fatal(err)
 		}
 		_, err := e.Svc.Block(e.Ctx, Req("198.51.100.7", "300"))
@@ -404,11 +487,11 @@ func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 
 	t.Run("SourceBlacklist", func(t *testing.T) {
 		e := env(t)
-		bl, err := e.Svc.AddSourceBlacklist(e.Ctx, "noisy-ids", "admin", "false positives")
+		bl, err := e.Svc.AddSourceBlacklist(e.Ctx, "noisy-ids", "false positives")
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = e.Svc.AddSourceBlacklist(e.Ctx, "noisy-ids", "admin", "again")
+		_, err = e.Svc.AddSourceBlacklist(e.Ctx, "noisy-ids", "again")
 		wantErr(t, err, queue.ErrDuplicate, "")
 		r := Req("198.51.100.1", "300")
 		r.Source = "noisy-ids"
@@ -505,7 +588,7 @@ func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 			t.Fatal(err)
 		}
 		ch := e.Svc.Changed()
-		u, err := e.Svc.UnblockNow(e.Ctx, "198.51.100.1", "admin", "false positive")
+		u, err := e.Svc.UnblockNow(e.Ctx, "198.51.100.1", "false positive")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -520,13 +603,13 @@ func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 		eq(t, "unblock item ident", uq[0].Ident, "bgp1")
 		eq(t, "not expected", len(e.list(queue.FilterExpected)), 0)
 		eq(t, "not queued for new idents", len(e.queue("other")), 0)
-		_, err = e.Svc.UnblockNow(e.Ctx, "198.51.100.1", "admin", "again")
+		_, err = e.Svc.UnblockNow(e.Ctx, "198.51.100.1", "again")
 		var fe *queue.FieldError
 		if !errors.As(err, &fe) || fe.Field != "cidr" || !errors.Is(err, queue.ErrNotBlocked) {
 			t.Fatalf("second unblock: %v", err)
 		}
 		eq(t, "message", fe.Message, "198.51.100.1/32 is not currently blocked")
-		_, err = e.Svc.UnblockNow(e.Ctx, "banana", "admin", "x")
+		_, err = e.Svc.UnblockNow(e.Ctx, "banana", "x")
 		wantErr(t, err, queue.ErrInvalidCIDR, "")
 	})
 

@@ -72,7 +72,7 @@ func BenchmarkSQLiteBlockQueue(b *testing.B) {
 	const history, waiting = 100_000, 100
 	for first := 0; first < history; first += 1000 {
 		bs := applyNew(b, s, first, 1000, t0)
-		if err := s.SetBlocked(ctx, "bgp", ids(bs...), t0); err != nil {
+		if _, err := s.SetBlocked(ctx, "bgp", ids(bs...), t0); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -38,7 +38,6 @@ const (
 	qExtendBlock       = `UPDATE blocks SET unblock_at = ? WHERE id = ?`
 	qExtendEntries     = `UPDATE entries SET unblock_at = ? WHERE block_id = ?`
 	qGetBlock          = `SELECT ` + blockCols + ` FROM blocks b WHERE b.id = ?`
-	qBlockCIDR         = `SELECT cidr FROM blocks WHERE id = ?`
 	qForceUnblock      = `UPDATE blocks SET forced_unblock = 1, unblock_at = ?, unblock_who = ?, unblock_why = ? WHERE id = ?`
 	qForceUnblockEntry = `UPDATE entries SET unblock_at = ? WHERE block_id = ? AND removed IS NULL`
 	qDequeueBlock      = `DELETE FROM pending WHERE ident IN (SELECT name FROM idents) AND block_id = ?`
@@ -266,41 +265,6 @@ func (s *Store) GetBlock(ctx context.Context, id int64) (queue.Block, error) {
 		return queue.Block{}, fmt.Errorf("get block %d: %w", id, err)
 	}
 	return b, nil
-}
-
-// BlockCIDRs implements queue.Store: one indexed read per id, in one
-// read transaction.
-func (s *Store) BlockCIDRs(ctx context.Context, ids []int64) (map[int64]netip.Prefix, error) {
-	out := make(map[int64]netip.Prefix, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("block cidrs: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	st, err := tx.PrepareContext(ctx, qBlockCIDR)
-	if err != nil {
-		return nil, fmt.Errorf("block cidrs: %w", err)
-	}
-	defer st.Close()
-	for _, id := range ids {
-		var text string
-		err := st.QueryRowContext(ctx, id).Scan(&text)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("block cidrs: block %d: %w", id, err)
-		}
-		p, err := parseCIDR(text)
-		if err != nil {
-			return nil, fmt.Errorf("block cidrs: block %d: %w", id, err)
-		}
-		out[id] = p
-	}
-	return out, nil
 }
 
 // limitArg maps "0 = no limit" to SQLite's "LIMIT -1".

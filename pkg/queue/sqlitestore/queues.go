@@ -1,11 +1,13 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,14 +33,16 @@ const (
 	qInsertEntry = `INSERT INTO entries (block_id, ident, added, unblock_at)
 		SELECT id, ?, ?, unblock_at FROM blocks WHERE id = ?
 		ON CONFLICT (block_id, ident) DO NOTHING`
+	qBlockItem    = `SELECT cidr, added FROM blocks WHERE id = ?`
 	qBlockExists  = `SELECT count(*) FROM blocks WHERE id = ?`
 	qDequeueEntry = `DELETE FROM pending WHERE ident = ? AND block_id = ?`
 	qUnblockQueue = `SELECT e.id, e.block_id, b.cidr, e.ident, e.added, e.unblock_at
 		FROM entries e JOIN blocks b ON b.id = e.block_id
 		WHERE e.ident = ? AND e.removed IS NULL AND e.unblock_at IS NOT NULL AND e.unblock_at <= ?
 		ORDER BY e.unblock_at, e.id LIMIT ?`
-	qCloseEntry  = `UPDATE entries SET removed = ? WHERE id = ? AND removed IS NULL`
-	qEntryExists = `SELECT count(*) FROM entries WHERE id = ?`
+	qCloseEntry = `UPDATE entries SET removed = ? WHERE id = ? AND removed IS NULL`
+	qEntryItem  = `SELECT e.block_id, b.cidr, e.ident, e.added, e.unblock_at, e.removed IS NULL
+		FROM entries e JOIN blocks b ON b.id = e.block_id WHERE e.id = ?`
 )
 
 // BlockQueue implements queue.Store.
@@ -109,8 +113,10 @@ func (s *Store) registerIdent(ctx context.Context, ident string, now time.Time) 
 }
 
 // SetBlocked implements queue.Store.
-func (s *Store) SetBlocked(ctx context.Context, ident string, blockIDs []int64, now time.Time) error {
+func (s *Store) SetBlocked(ctx context.Context, ident string, blockIDs []int64, now time.Time) ([]queue.QueueItem, error) {
+	var added []queue.QueueItem
 	err := s.write(ctx, func(t *txn) error {
+		added = added[:0]
 		for _, id := range blockIDs {
 			res, err := t.exec(qInsertEntry, ident, micros(now), id)
 			if err != nil {
@@ -124,6 +130,17 @@ func (s *Store) SetBlocked(ctx context.Context, ident string, blockIDs []int64, 
 				if _, err := t.exec(qDequeueEntry, ident, id); err != nil {
 					return fmt.Errorf("block %d: %w", id, err)
 				}
+				it := queue.QueueItem{ID: id}
+				var cidr string
+				var at int64
+				if err := t.queryRow(qBlockItem, id).Scan(&cidr, &at); err != nil {
+					return fmt.Errorf("block %d: %w", id, err)
+				}
+				if it.CIDR, err = parseCIDR(cidr); err != nil {
+					return fmt.Errorf("block %d: %w", id, err)
+				}
+				it.Added = fromMicros(at)
+				added = append(added, it)
 				continue
 			}
 			// Nothing inserted: either the entry exists (fine) or the
@@ -135,9 +152,10 @@ func (s *Store) SetBlocked(ctx context.Context, ident string, blockIDs []int64, 
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("set blocked %s: %w", ident, err)
+		return nil, fmt.Errorf("set blocked %s: %w", ident, err)
 	}
-	return nil
+	slices.SortFunc(added, func(a, b queue.QueueItem) int { return cmp.Compare(a.ID, b.ID) })
+	return added, nil
 }
 
 func (t *txn) mustExist(query, what string, id int64) error {
@@ -185,30 +203,60 @@ func (s *Store) UnblockQueue(ctx context.Context, ident string, now time.Time, l
 	return out, nil
 }
 
-// SetUnblocked implements queue.Store.
-func (s *Store) SetUnblocked(ctx context.Context, entryIDs []int64, now time.Time) error {
+// SetUnblocked implements queue.Store: every entry is read first, so
+// that an unknown id or a refused ident changes nothing.
+func (s *Store) SetUnblocked(ctx context.Context, entryIDs []int64, now time.Time, refuse []string) ([]queue.UnblockItem, error) {
+	var closed []queue.UnblockItem
 	err := s.write(ctx, func(t *txn) error {
+		closed = closed[:0]
+		seen := make(map[int64]bool, len(entryIDs))
 		for _, id := range entryIDs {
-			res, err := t.exec(qCloseEntry, micros(now), id)
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			it := queue.UnblockItem{ID: id}
+			var (
+				cidr      string
+				added     int64
+				unblockAt sql.NullInt64
+				open      bool
+			)
+			err := t.queryRow(qEntryItem, id).Scan(&it.BlockID, &cidr, &it.Ident, &added, &unblockAt, &open)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("entry %d: %w", id, queue.ErrNotFound)
+			}
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", id, err)
 			}
-			n, err := res.RowsAffected()
-			if err != nil {
+			if slices.Contains(refuse, it.Ident) {
+				return &queue.ReservedIdentError{Ident: it.Ident}
+			}
+			if !open {
+				continue
+			}
+			if it.CIDR, err = parseCIDR(cidr); err != nil {
 				return fmt.Errorf("entry %d: %w", id, err)
 			}
-			if n == 0 {
-				if err := t.mustExist(qEntryExists, "entry", id); err != nil {
-					return err
-				}
+			it.Added, it.UnblockAt = fromMicros(added), fromNullMicros(unblockAt)
+			closed = append(closed, it)
+		}
+		for _, it := range closed {
+			if _, err := t.exec(qCloseEntry, micros(now), it.ID); err != nil {
+				return fmt.Errorf("entry %d: %w", it.ID, err)
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("set unblocked: %w", err)
+	var re *queue.ReservedIdentError
+	if errors.As(err, &re) {
+		return nil, re
 	}
-	return nil
+	if err != nil {
+		return nil, fmt.Errorf("set unblocked: %w", err)
+	}
+	slices.SortFunc(closed, func(a, b queue.UnblockItem) int { return cmp.Compare(a.ID, b.ID) })
+	return closed, nil
 }
 
 // ListEntries implements queue.Store.
@@ -217,15 +265,6 @@ func (s *Store) ListEntries(ctx context.Context, opts queue.EntryListOptions, fn
 		where []string
 		args  []any
 	)
-	if opts.IDs != nil {
-		ids, err := json.Marshal(opts.IDs)
-		if err != nil {
-			return fmt.Errorf("list entries: %w", err)
-		}
-		// One statement text whatever the number of ids.
-		where = append(where, `e.id IN (SELECT value FROM json_each(?))`)
-		args = append(args, string(ids))
-	}
 	if opts.BlockID != 0 {
 		where = append(where, `e.block_id = ?`)
 		args = append(args, opts.BlockID)

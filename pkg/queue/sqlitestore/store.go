@@ -238,7 +238,7 @@ var writeQueries = []string{
 	qLatestBlock, qExpectedBlock, qCloseStale, qInsertBlock, qQueueForIdents,
 	qExtendBlock, qExtendEntries, qForceUnblock, qForceUnblockEntry, qDequeueBlock,
 	qRegisterIdent, qBackfill, qInsertEntry, qBlockExists, qDequeueEntry,
-	qCloseEntry, qEntryExists,
+	qCloseEntry, qEntryItem, qBlockItem,
 }
 
 // prepareWrites prepares writeQueries once, all or nothing, so that a store

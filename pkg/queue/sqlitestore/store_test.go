@@ -230,13 +230,13 @@ func TestApplyBlocksStates(t *testing.T) {
 func TestApplyBlocksExtend(t *testing.T) {
 	s := newStore(t)
 	b := insert(t, s, t0, blk("192.0.2.1/32", t0, t0.Add(time.Hour)))[0]
-	if err := s.SetBlocked(ctx, "a", []int64{b.ID}, t0); err != nil {
+	if _, err := s.SetBlocked(ctx, "a", []int64{b.ID}, t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetBlocked(ctx, "b", []int64{b.ID}, t0); err != nil {
+	if _, err := s.SetBlocked(ctx, "b", []int64{b.ID}, t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetUnblocked(ctx, []int64{entryOf(t, s, b.ID, "b").ID}, t0.Add(time.Second)); err != nil {
+	if _, err := s.SetUnblocked(ctx, []int64{entryOf(t, s, b.ID, "b").ID}, t0.Add(time.Second), nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, end := range []time.Time{t0.Add(3 * time.Hour).Add(time.Nanosecond * 1500), {}} {
@@ -276,13 +276,13 @@ func TestApplyBlocksClosesStaleEntries(t *testing.T) {
 	old := insert(t, s, t0, blk("192.0.2.0/24", t0, t0.Add(time.Minute)))[0]
 	other := insert(t, s, t0, blk("192.0.2.0/25", t0, t0.Add(time.Minute)))[0]
 	for _, ident := range []string{"a", "b"} {
-		if err := s.SetBlocked(ctx, ident, []int64{old.ID, other.ID}, t0); err != nil {
+		if _, err := s.SetBlocked(ctx, ident, []int64{old.ID, other.ID}, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// "b" already unblocked the old block earlier: its removed must stay.
 	eb := entryOf(t, s, old.ID, "b")
-	if err := s.SetUnblocked(ctx, []int64{eb.ID}, t0.Add(2*time.Minute)); err != nil {
+	if _, err := s.SetUnblocked(ctx, []int64{eb.ID}, t0.Add(2*time.Minute), nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -350,7 +350,7 @@ func TestBlockQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	// "late" marks b2 blocked before it ever asks for its queue.
-	if err := s.SetBlocked(ctx, "late", []int64{b2.ID}, t0); err != nil {
+	if _, err := s.SetBlocked(ctx, "late", []int64{b2.ID}, t0); err != nil {
 		t.Fatal(err)
 	}
 	now := t0.Add(2 * time.Minute)
@@ -369,7 +369,7 @@ func TestBlockQueue(t *testing.T) {
 	eqIDs(t, "other ident", queueIDs(t, s, "late", now, time.Time{}, 0), ids(b1, b3))
 
 	// Marking blocked removes from that ident's queue only.
-	if err := s.SetBlocked(ctx, "bgp", []int64{b1.ID, b3.ID}, now); err != nil {
+	if _, err := s.SetBlocked(ctx, "bgp", []int64{b1.ID, b3.ID}, now); err != nil {
 		t.Fatal(err)
 	}
 	eqIDs(t, "after set blocked", queueIDs(t, s, "bgp", now, time.Time{}, 0), ids(b2))
@@ -426,7 +426,7 @@ func TestSetBlocked(t *testing.T) {
 	eqIDs(t, "queue", queueIDs(t, s, "bgp", t0, time.Time{}, 0), ids(bs...))
 
 	at := t0.Add(time.Second)
-	if err := s.SetBlocked(ctx, "bgp", []int64{bs[0].ID, bs[1].ID}, at); err != nil {
+	if _, err := s.SetBlocked(ctx, "bgp", []int64{bs[0].ID, bs[1].ID}, at); err != nil {
 		t.Fatal(err)
 	}
 	e0 := entryOf(t, s, bs[0].ID, "bgp")
@@ -442,7 +442,7 @@ func TestSetBlocked(t *testing.T) {
 
 	// Idempotent: the existing entry is left as it is, also when the
 	// same id appears twice in one call.
-	if err := s.SetBlocked(ctx, "bgp", []int64{bs[0].ID, bs[0].ID}, at.Add(time.Hour)); err != nil {
+	if _, err := s.SetBlocked(ctx, "bgp", []int64{bs[0].ID, bs[0].ID}, at.Add(time.Hour)); err != nil {
 		t.Fatalf("second SetBlocked: %v", err)
 	}
 	if e := entryOf(t, s, bs[0].ID, "bgp"); !reflect.DeepEqual(e, e0) {
@@ -450,14 +450,14 @@ func TestSetBlocked(t *testing.T) {
 	}
 
 	// Atomic: an unknown id fails the call and writes nothing.
-	err := s.SetBlocked(ctx, "other", []int64{bs[0].ID, 424242, bs[1].ID}, at)
+	_, err := s.SetBlocked(ctx, "other", []int64{bs[0].ID, 424242, bs[1].ID}, at)
 	if !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("unknown id: %v, want ErrNotFound", err)
 	}
 	if es := entries(t, s, queue.EntryListOptions{Ident: "other"}); len(es) != 0 {
 		t.Errorf("failed SetBlocked wrote entries: %+v", es)
 	}
-	if err := s.SetBlocked(ctx, "other", nil, at); err != nil {
+	if _, err := s.SetBlocked(ctx, "other", nil, at); err != nil {
 		t.Errorf("empty SetBlocked: %v", err)
 	}
 }
@@ -473,7 +473,7 @@ func TestUnblockQueueAndSetUnblocked(t *testing.T) {
 	)
 	all := ids(bs...)
 	for _, ident := range []string{"a", "b"} {
-		if err := s.SetBlocked(ctx, ident, all, t0); err != nil {
+		if _, err := s.SetBlocked(ctx, ident, all, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -496,21 +496,21 @@ func TestUnblockQueueAndSetUnblocked(t *testing.T) {
 	}
 
 	at := now.Add(time.Second)
-	if err := s.SetUnblocked(ctx, []int64{e(1, "a"), e(2, "a")}, at); err != nil {
+	if _, err := s.SetUnblocked(ctx, []int64{e(1, "a"), e(2, "a")}, at, nil); err != nil {
 		t.Fatal(err)
 	}
 	eqIDs(t, "after set unblocked", unblockIDs(t, s, "a", now, 0), []int64{e(0, "a")})
 	eqIDs(t, "other ident untouched", unblockIDs(t, s, "b", now, 0), []int64{e(1, "b"), e(2, "b"), e(0, "b")})
 
 	// Idempotent: removed keeps its first value.
-	if err := s.SetUnblocked(ctx, []int64{e(1, "a")}, at.Add(time.Hour)); err != nil {
+	if _, err := s.SetUnblocked(ctx, []int64{e(1, "a")}, at.Add(time.Hour), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := entryOf(t, s, bs[1].ID, "a").Removed; !got.Equal(at.Truncate(time.Microsecond)) {
 		t.Errorf("removed = %v after a repeated SetUnblocked, want %v", got, at)
 	}
 	// Atomic with an unknown id.
-	err = s.SetUnblocked(ctx, []int64{e(0, "a"), 999999}, at)
+	_, err = s.SetUnblocked(ctx, []int64{e(0, "a"), 999999}, at, nil)
 	if !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("unknown entry: %v, want ErrNotFound", err)
 	}
@@ -530,12 +530,12 @@ func TestUnblockNow(t *testing.T) {
 	b := insert(t, s, t0, blk("192.0.2.0/24", t0, end))[0]
 	expired := insert(t, s, t0, blk("198.51.100.0/24", t0, t0.Add(time.Second)))[0]
 	for _, ident := range []string{"a", "b"} {
-		if err := s.SetBlocked(ctx, ident, []int64{b.ID}, t0); err != nil {
+		if _, err := s.SetBlocked(ctx, ident, []int64{b.ID}, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
 	eqIDs(t, "queue of c", queueIDs(t, s, "c", t0, time.Time{}, 0), ids(b, expired))
-	if err := s.SetUnblocked(ctx, []int64{entryOf(t, s, b.ID, "b").ID}, t0.Add(time.Second)); err != nil {
+	if _, err := s.SetUnblocked(ctx, []int64{entryOf(t, s, b.ID, "b").ID}, t0.Add(time.Second), nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -594,10 +594,10 @@ func TestListBlocks(t *testing.T) {
 	v6B := mk("2001:db8:1::/48", "ids", t0.Add(4*time.Minute), time.Time{})            // expected, no entry
 	forcedB := mk("192.0.2.7/32", "ids", t0.Add(5*time.Minute), time.Time{})           // forced, open entry
 	edgeB := mk("198.51.100.0/24", "ids", t0.Add(6*time.Minute), now)                  // ends exactly at now
-	if err := s.SetBlocked(ctx, "bgp", []int64{currentB.ID, dueB.ID, doneB.ID, forcedB.ID}, t0.Add(6*time.Minute)); err != nil {
+	if _, err := s.SetBlocked(ctx, "bgp", []int64{currentB.ID, dueB.ID, doneB.ID, forcedB.ID}, t0.Add(6*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetUnblocked(ctx, []int64{entryOf(t, s, doneB.ID, "bgp").ID}, now.Add(-time.Second)); err != nil {
+	if _, err := s.SetUnblocked(ctx, []int64{entryOf(t, s, doneB.ID, "bgp").ID}, now.Add(-time.Second), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.UnblockNow(ctx, forcedB.CIDR, t0.Add(7*time.Minute), "op", "x"); err != nil {
@@ -716,10 +716,10 @@ func TestListBlocksStreamsWithoutBlockingWrites(t *testing.T) {
 func TestListEntries(t *testing.T) {
 	s := newStore(t)
 	bs := insert(t, s, t0, blk("192.0.2.1/32", t0, time.Time{}), blk("192.0.2.2/32", t0, time.Time{}))
-	if err := s.SetBlocked(ctx, "a", ids(bs...), t0); err != nil {
+	if _, err := s.SetBlocked(ctx, "a", ids(bs...), t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetBlocked(ctx, "b", ids(bs...), t0); err != nil {
+	if _, err := s.SetBlocked(ctx, "b", ids(bs...), t0); err != nil {
 		t.Fatal(err)
 	}
 	all := entries(t, s, queue.EntryListOptions{})
@@ -731,7 +731,7 @@ func TestListEntries(t *testing.T) {
 			t.Fatalf("entries not in id order: %+v", all)
 		}
 	}
-	if err := s.SetUnblocked(ctx, []int64{all[0].ID}, t0); err != nil {
+	if _, err := s.SetUnblocked(ctx, []int64{all[0].ID}, t0, nil); err != nil {
 		t.Fatal(err)
 	}
 	eid := func(es []queue.Entry) []int64 {
@@ -793,13 +793,13 @@ func TestStatsAndNextUnblockAt(t *testing.T) {
 	cur := mk("192.0.2.3/32", "ids", now.Add(2*time.Hour))
 	due := mk("192.0.2.4/32", "ids", now.Add(-time.Minute))
 	mk("192.0.2.5/32", "manual", now.Add(-time.Minute)) // expired, never enforced: in no count
-	if err := s.SetBlocked(ctx, "a", []int64{cur.ID, due.ID, p2.ID}, t0); err != nil {
+	if _, err := s.SetBlocked(ctx, "a", []int64{cur.ID, due.ID, p2.ID}, t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetBlocked(ctx, "b", []int64{cur.ID, due.ID}, t0); err != nil {
+	if _, err := s.SetBlocked(ctx, "b", []int64{cur.ID, due.ID}, t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetUnblocked(ctx, []int64{entryOf(t, s, p2.ID, "a").ID}, t0); err != nil {
+	if _, err := s.SetUnblocked(ctx, []int64{entryOf(t, s, p2.ID, "a").ID}, t0, nil); err != nil {
 		t.Fatal(err)
 	}
 	st, err = s.Stats(ctx, now)
@@ -913,11 +913,11 @@ func TestPrune(t *testing.T) {
 	if _, err := s.BlockQueue(ctx, "q", t0, time.Time{}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetBlocked(ctx, "bgp", []int64{old.ID, lateRemoval.ID, openEntry.ID}, t0); err != nil {
+	if _, err := s.SetBlocked(ctx, "bgp", []int64{old.ID, lateRemoval.ID, openEntry.ID}, t0); err != nil {
 		t.Fatal(err)
 	}
 	closeEntry := func(b queue.Block, at time.Time) {
-		if err := s.SetUnblocked(ctx, []int64{entryOf(t, s, b.ID, "bgp").ID}, at); err != nil {
+		if _, err := s.SetUnblocked(ctx, []int64{entryOf(t, s, b.ID, "bgp").ID}, at, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
