@@ -70,6 +70,7 @@ install: build
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParseCIDR -fuzztime 30s ./pkg/queue
 	$(GO) test -run XXX -fuzz FuzzParseDuration -fuzztime 30s ./pkg/queue
+	$(GO) test -run XXX -fuzz FuzzScanIDs -fuzztime 30s ./pkg/api
 
 clean:
 	rm -rf bin

@@ -19,8 +19,13 @@ run go test -run '^$' -bench 'WhitelistCheck' -benchtime 2s ./pkg/queue/
 run go test -run '^$' -bench 'Service|ApplyBlocks' -benchtime 3s -timeout 30m ./pkg/queue/sqlitestore/
 run go test -run '^$' -bench 'CommitFloor|Service|ApplyBlocks|History1M' -benchtime 3s -timeout 30m ./pkg/queue/pgstore/
 
+say "## Idents and reports (issue 10)"
+run go test -run '^$' -bench 'PGMBlock1000Idents' -benchtime 20x -timeout 30m ./pkg/queue/pgstore/
+run go test -run '^$' -bench 'SetBlockedMulti1MB' -benchtime 5x -timeout 30m ./pkg/api/
+run go test -run '^$' -bench 'LongPollsNewIdents' -benchtime 1x -timeout 30m ./pkg/api/
+
 say "## HTTP API (pkg/api, loopback, keep-alive clients, both stores)"
-run go test -run '^$' -bench 'Block|MBlock|QueueIdle|LongPollWake' -benchtime 5s -timeout 30m ./pkg/api/
+run go test -run '^$' -bench '^Benchmark(Block|MBlock|MBlockSeq|QueueIdle|LongPollWake)$' -benchtime 5s -timeout 30m ./pkg/api/
 run go test -run '^$' -bench 'PublistCSV' -benchtime 3x -timeout 30m ./pkg/api/
 
 say "## Enforcement"

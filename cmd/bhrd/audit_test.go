@@ -248,7 +248,8 @@ func TestAuditEventsDocumented(t *testing.T) {
 	api.must(201, "POST", "/bhr/api/source_blacklist", url.Values{"source": {"noisy"}, "why": {"false positives"}}, &sb)
 	api.must(204, "DELETE", fmt.Sprintf("/bhr/api/source_blacklist/%d", sb.ID), nil, nil)
 
-	// A remote enforcer reports through the API.
+	// A remote enforcer reads its queue and reports through the API.
+	api.must(200, "GET", "/bhr/api/queue/remote1", nil, nil)
 	api.must(200, "POST", "/bhr/api/set_blocked_multi/remote1", map[string]any{"ids": []int64{blk.ID}}, nil)
 	var entries []struct{ ID int64 }
 	api.must(200, "GET", "/bhr/api/blockentries/?ident=remote1", nil, &entries)
@@ -292,6 +293,9 @@ func TestAuditEventsDocumented(t *testing.T) {
 	if err := a.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// An ident is forgotten with the command (actor cli:<account>).
+	mustCLI("ident", "forget", c, "-name", "remote1")
+	waitEvent(t, logs, "ident_forgotten", func(f map[string]any) bool { return f["ident"] == "remote1" })
 
 	// Every documented event was emitted, with the fixed keys; nothing
 	// undocumented was.

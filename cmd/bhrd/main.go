@@ -36,6 +36,7 @@ commands:
   migrate        create or upgrade the store's schema
   user           manage API users (add, list, disable)
   token          manage API tokens (create, list, revoke)
+  ident          list or forget idents (enforcer names)
   check-config   validate a config file and print every problem
   version        print the version
 
@@ -63,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdUser(rest, stdout, stderr)
 	case "token":
 		err = cmdToken(rest, stdout, stderr)
+	case "ident":
+		err = cmdIdent(rest, stdout, stderr)
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout, stderr)
 	case "version", "-version", "--version":

@@ -179,6 +179,49 @@ enforcers:
 			strings.Contains(s, `bhrd_bgp_prefixes_advertised{ident="r1",peer="127.0.0.1"} 1`), s
 	})
 
+	// Unblock and expiry withdraw; after kill -9, a block that ended
+	// while bhrd was down is not announced again, the rest is.
+	postForm := func(path string, form url.Values, want int) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Token "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("POST %s: %s, want %d", path, resp.Status, want)
+		}
+	}
+	pfx := func(ss ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			out = append(out, netip.MustParsePrefix(s))
+		}
+		return out
+	}
+	for _, b := range []struct{ cidr, d string }{{"203.0.113.8", "1h"}, {"203.0.113.9", "4"}} {
+		postForm("/bhr/api/block", url.Values{"cidr": {b.cidr}, "source": {"test"}, "why": {"process test"}, "duration": {b.d}}, 201)
+	}
+	r.WaitRIB(bgp.IPv4Unicast, 20*time.Second, pfx("203.0.113.7/32", "203.0.113.8/32", "203.0.113.9/32"), nil)
+	postForm("/bhr/api/unblock_now", url.Values{"cidr": {"203.0.113.8"}, "why": {"done"}}, 200)
+	r.WaitRIB(bgp.IPv4Unicast, 20*time.Second, pfx("203.0.113.7/32", "203.0.113.9/32"), nil)
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	time.Sleep(4 * time.Second) // 203.0.113.9 ends while bhrd is down
+	cmd = exec.Command(bin, "serve", "-config", cfgPath)
+	cmd.Stderr = &logBuf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited = make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	r.WaitRIB(bgp.IPv4Unicast, 30*time.Second, pfx("203.0.113.7/32"), nil)
+
 	// SIGHUP after logrotate moved the audit file: a new file, the
 	// reload in both logs, and what needs a restart.
 	if err := os.Rename(auditPath, auditPath+".1"); err != nil {

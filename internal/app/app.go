@@ -75,14 +75,8 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	if len(applied) > 0 {
 		opts.Logger.Info("schema migrated", zap.Strings("applied", applied))
 	}
-	pol := PolicyFromConfig(opts.Config)
 	m := newMetrics()
-	var internal []string
-	for _, e := range opts.Config.Enforcers {
-		internal = append(internal, e.Ident)
-	}
-	svc, err := queue.NewService(countStoreErrors(st, m.storeErrors), pol, opts.Clock,
-		queue.WithEvents(opts.Audit.Events()), queue.WithReservedIdents(internal...))
+	svc, err := NewService(countStoreErrors(st, m.storeErrors), opts.Config, opts.Clock, opts.Audit)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -90,6 +84,19 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	a := &App{opts: opts, log: opts.Logger, store: st, svc: svc, audit: opts.Audit, mets: m, cfg: opts.Config}
 	m.reg.MustRegister(scrapeCollector{a})
 	return a, nil
+}
+
+// NewService builds the queue Service the config describes over st: its
+// policy, reserved idents (the internal enforcers'), ident limits and
+// audit events. The daemon and the commands use it alike.
+func NewService(st queue.Store, c config.Config, clock queue.Clock, aud *audit.Logger) (*queue.Service, error) {
+	var internal []string
+	for _, e := range c.Enforcers {
+		internal = append(internal, e.Ident)
+	}
+	return queue.NewService(st, PolicyFromConfig(c), clock,
+		queue.WithEvents(aud.Events()), queue.WithReservedIdents(internal...),
+		queue.WithMaxIdents(c.Store.MaxIdents), queue.WithIdentIdleAfter(c.Store.IdentIdleAfter))
 }
 
 // PolicyFromConfig maps the policy section to the queue's Policy.

@@ -317,7 +317,7 @@ func (a *App) newNullrouteTable(ec config.Enforcer) (*netlink.Handle, *nullroute
 	}
 	var h *netlink.Handle
 	var err error
-	if a.opts.Netns.IsOpen() {
+	if a.opts.Netns > 0 && a.opts.Netns.IsOpen() { // 0: the process's own (the zero Options)
 		h, err = netlink.NewHandleAt(a.opts.Netns)
 	} else {
 		h, err = netlink.NewHandle()

@@ -41,7 +41,9 @@ func countStoreErrors(s queue.Store, errs prometheus.Counter) queue.Store {
 func (c *countingStore) count(err error) error {
 	switch {
 	case err == nil, errors.Is(err, queue.ErrNotFound), errors.Is(err, queue.ErrNotBlocked),
-		errors.Is(err, queue.ErrDuplicate), errors.Is(err, context.Canceled):
+		errors.Is(err, queue.ErrDuplicate), errors.Is(err, context.Canceled),
+		errors.Is(err, queue.ErrUnknownIdent), errors.Is(err, queue.ErrReservedIdent),
+		errors.Is(err, queue.ErrTooManyIdents):
 	default:
 		c.errs.Inc()
 	}

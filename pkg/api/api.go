@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,7 +65,9 @@ type API struct {
 	base   string // scheme://host[/prefix] from config, "" = from the request
 	engine *gin.Engine
 
-	waiting   atomic.Int64
+	waiting atomic.Int64
+	// requery bounds the woken long polls reading their queues at once.
+	requery   chan struct{}
 	drain     chan struct{}
 	drainOnce sync.Once
 }
@@ -94,16 +97,17 @@ func New(opts Options) (*API, error) {
 		return nil, err
 	}
 	a := &API{
-		svc:   opts.Service,
-		auth:  opts.Auth,
-		log:   opts.Logger,
-		audit: opts.Audit,
-		onReq: opts.OnRequest,
-		peers: opts.BGPPeers,
-		cfg:   c,
-		local: opts.LocalNetworks,
-		base:  base,
-		drain: make(chan struct{}),
+		svc:     opts.Service,
+		auth:    opts.Auth,
+		log:     opts.Logger,
+		audit:   opts.Audit,
+		onReq:   opts.OnRequest,
+		peers:   opts.BGPPeers,
+		cfg:     c,
+		local:   opts.LocalNetworks,
+		base:    base,
+		drain:   make(chan struct{}),
+		requery: make(chan struct{}, 2*runtime.GOMAXPROCS(0)),
 	}
 	// gin's mode is process-wide; debug mode prints every route to stdout.
 	ginMode.Do(func() { gin.SetMode(gin.ReleaseMode) })
@@ -195,6 +199,7 @@ func (a *API) routes() *gin.Engine {
 	g.POST("/api/set_blocked_multi/*ident", a.require(auth.PermAddBlockEntry), a.postSetBlockedMulti)
 	g.GET("/api/unblock_queue/*ident", a.require(auth.PermChangeBlockEntry), a.getUnblockQueue)
 	both("POST", "api/set_unblocked_multi", a.require(auth.PermChangeBlockEntry), a.postSetUnblockedMulti)
+	both("GET", "api/idents", read, a.listIdents)
 
 	// Entries (entries.go).
 	both("GET", "api/blockentries", read, a.listEntries)

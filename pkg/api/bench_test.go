@@ -71,6 +71,12 @@ func nextCIDR() string {
 	return fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
 }
 
+// discardLogger logs real JSON to io.Discard: the daemon's cost of an
+// access-log line, without keeping it.
+func discardLogger() *zap.Logger {
+	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
+}
+
 // forStores runs fn against each store, with one env per store built
 // (and set up) on first use and kept for every run of the sub-benchmark.
 func forStores(b *testing.B, setup func(*env), fn func(b *testing.B, e *env)) {
@@ -78,8 +84,7 @@ func forStores(b *testing.B, setup func(*env), fn func(b *testing.B, e *env)) {
 		var e *env
 		b.Run(st.name, func(sb *testing.B) {
 			if e == nil {
-				log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
-				e = newEnv(parentCleanup{TB: sb, parent: b}, st.new, envOpts{logger: log})
+				e = newEnv(parentCleanup{TB: sb, parent: b}, st.new, envOpts{logger: discardLogger()})
 				if setup != nil {
 					setup(e)
 				}

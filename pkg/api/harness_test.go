@@ -112,6 +112,7 @@ var suite = []struct {
 	{"AllFieldErrors", testAllFieldErrors},
 	{"ReportIDLimits", testReportIDLimits},
 	{"EventsFromTheService", testEventsFromTheService},
+	{"Idents", testIdents},
 }
 
 func TestAPI(t *testing.T) {

@@ -158,3 +158,23 @@ func testEventsFromTheService(t *testing.T, f storeFactory) {
 		t.Errorf("events\n got %q\nwant %q", got, want)
 	}
 }
+
+// An ident needs no registration, but at most store.max_idents exist;
+// api/idents shows each with its queue.
+func testIdents(t *testing.T, f storeFactory) {
+	e := newEnv(t, f, envOpts{svcOpts: []queue.Option{queue.WithMaxIdents(2)}})
+	who := as(e, auth.RoleBlockManager)
+	e.block("192.0.2.1", "1h")
+	e.get("/bhr/api/queue/a", who).expect(http.StatusOK)
+	e.get("/bhr/api/queue/b/", who).expect(http.StatusOK)
+	m := e.get("/bhr/api/queue/c", who).expect(http.StatusConflict).obj()
+	if !strings.Contains(fmt.Sprint(m["detail"]), "store.max_idents") {
+		t.Errorf("409 at the cap: %v", m)
+	}
+	l := e.get("/bhr/api/idents/", as(e, auth.RoleReadOnly)).expect(http.StatusOK).list()
+	if len(l) != 2 || l[0]["ident"] != "a" || l[1]["ident"] != "b" || l[0]["state"] != "active" ||
+		num(t, l[0]["queued"]) != 1 || l[0]["oldest_queued"] == nil || l[0]["last_seen"] == nil {
+		t.Errorf("idents: %v", l)
+	}
+	e.get("/bhr/api/idents/").expect(http.StatusUnauthorized)
+}

@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -182,18 +183,16 @@ func (in *input) ids(field string) []int64 {
 			in.fail(field, "This field is required.")
 			return nil
 		}
-		var raw []json.RawMessage
-		if err := json.Unmarshal(m, &raw); err != nil {
+		ids, bad, ok := scanIDs(m)
+		switch {
+		case !ok:
 			in.fail(field, "Expected a list of items.")
 			return nil
+		case bad != "":
+			in.fail(field, fmt.Sprintf("Invalid id %q: a positive integer is required.", bad))
+			return nil
 		}
-		for _, r := range raw {
-			var s string
-			if json.Unmarshal(r, &s) != nil {
-				s = string(bytes.TrimSpace(r))
-			}
-			items = append(items, s)
-		}
+		return ids
 	}
 	out := make([]int64, 0, len(items))
 	for _, s := range items {
@@ -205,6 +204,42 @@ func (in *input) ids(field string) []int64 {
 		out = append(out, n)
 	}
 	return out
+}
+
+// scanIDs reads a JSON array of ids (numbers, or numeric strings as
+// bhr-client may send) without a value per item: a body of a million ids
+// costs their int64s, not a RawMessage and a string each. Repeats collapse
+// here (sorted, in place), so that what follows holds each id once. ok is
+// false when m is no array; bad is the first item that is no positive
+// integer.
+func scanIDs(m []byte) (ids []int64, bad string, ok bool) {
+	m = bytes.TrimSpace(m)
+	if len(m) < 2 || m[0] != '[' || m[len(m)-1] != ']' {
+		return nil, "", false
+	}
+	rest := bytes.TrimSpace(m[1 : len(m)-1])
+	for len(rest) > 0 {
+		var item []byte
+		if i := bytes.IndexByte(rest, ','); i >= 0 {
+			item, rest = rest[:i], bytes.TrimSpace(rest[i+1:])
+			if len(rest) == 0 {
+				return nil, "", false // trailing comma: not JSON
+			}
+		} else {
+			item, rest = rest, nil
+		}
+		item = bytes.TrimSpace(item)
+		if len(item) >= 2 && item[0] == '"' && item[len(item)-1] == '"' {
+			item = item[1 : len(item)-1]
+		}
+		n, err := strconv.ParseInt(string(item), 10, 64)
+		if err != nil || n <= 0 {
+			return nil, string(item), true
+		}
+		ids = append(ids, n)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), "", true
 }
 
 // bodyKind sorts a request body by its Content-Type.

@@ -48,6 +48,14 @@ type Store struct {
 	URLFile string `yaml:"url_file"`
 	// PruneAfter deletes closed history older than this (0 = keep forever).
 	PruneAfter time.Duration `yaml:"prune_after"`
+	// MaxIdents caps the idents (enforcer names) the store may hold: a
+	// block-queue call for a new ident beyond it is refused (409).
+	// 0 = no cap.
+	MaxIdents int `yaml:"max_idents"`
+	// IdentIdleAfter: an ident that has not asked for its block queue for
+	// this long stops getting new blocks queued (it catches up when it asks
+	// again). 0 = idents never go idle.
+	IdentIdleAfter time.Duration `yaml:"ident_idle_after"`
 }
 
 // API configures the HTTP server.
@@ -145,7 +153,7 @@ type EnforcerNullroute struct {
 func Default() Config {
 	return Config{
 		Log:   Log{Level: "info", Audit: "stderr"},
-		Store: Store{Driver: "sqlite", Path: "state/bhrd.db"},
+		Store: Store{Driver: "sqlite", Path: "state/bhrd.db", MaxIdents: 1000, IdentIdleAfter: time.Hour},
 		API: API{
 			Listen:          "127.0.0.1:8080",
 			MaxBodyBytes:    1 << 20,
@@ -296,6 +304,14 @@ func (c Config) Validate() error {
 	}
 	if c.Store.PruneAfter < 0 {
 		ps.add("store.prune_after", "must not be negative")
+	}
+	if c.Store.MaxIdents < 0 {
+		ps.add("store.max_idents", "must not be negative (0 = no cap)")
+	}
+	if c.Store.IdentIdleAfter < 0 {
+		ps.add("store.ident_idle_after", "must not be negative (0 = never idle)")
+	} else if c.Store.IdentIdleAfter > 0 && c.Store.IdentIdleAfter < time.Minute {
+		ps.add("store.ident_idle_after", "must be at least 1m (an enforcer's long poll lasts up to api.long_poll_max)")
 	}
 	if _, err := netip.ParseAddrPort(c.API.Listen); err != nil {
 		ps.add("api.listen", "must be host:port with an IP address, e.g. 127.0.0.1:8080; got %q", c.API.Listen)

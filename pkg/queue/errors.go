@@ -36,6 +36,8 @@ var (
 	// ErrReservedIdent: the ident belongs to an internal enforcer, and
 	// only that enforcer may report for it (HTTP 409).
 	ErrReservedIdent = errors.New("ident reserved for an internal enforcer")
+	// ErrUnknownIdent: the store has not registered the ident (yet).
+	ErrUnknownIdent = errors.New("unknown ident")
 	// ErrTooManyIdents: the store holds max_idents idents already.
 	ErrTooManyIdents = errors.New("too many idents")
 )

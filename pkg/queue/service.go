@@ -51,7 +51,21 @@ type Service struct {
 	// reserved are the idents of this process's internal enforcers: only
 	// EnforcerActor(ident) may report for them.
 	reserved map[string]bool
+	// maxIdents caps the idents a store holds (0: no cap); idleAfter is
+	// how long an ident may go without asking before new blocks stop
+	// being queued for it (0: never).
+	maxIdents int
+	idleAfter time.Duration
 }
+
+// WithMaxIdents caps how many idents the store may hold: a new ident
+// beyond it is refused (ErrTooManyIdents). 0 means no cap.
+func WithMaxIdents(n int) Option { return func(s *Service) { s.maxIdents = n } }
+
+// WithIdentIdleAfter makes an ident that has not asked for its block
+// queue for d inactive: new blocks cost it nothing until it asks again
+// and catches up. 0 keeps every ident active.
+func WithIdentIdleAfter(d time.Duration) Option { return func(s *Service) { s.idleAfter = d } }
 
 // Option configures a Service.
 type Option func(*Service)
@@ -167,6 +181,9 @@ func NewService(store Store, policy Policy, clock Clock, opts ...Option) (*Servi
 func (s *Service) Start(ctx context.Context) error {
 	if err := s.ReloadLists(ctx); err != nil {
 		return err
+	}
+	if s.idleAfter > 0 {
+		go s.sweepLoop(ctx)
 	}
 	if l, ok := s.store.(ChangeListener); ok {
 		go func() {
@@ -578,7 +595,9 @@ func (s *Service) checkIDs(ctx context.Context, op string, ids []int64, limit in
 }
 
 // BlockQueue returns at most limit (capped at QueueLimit) expected blocks
-// that ident has not yet blocked, oldest first.
+// that ident has not yet blocked, oldest first. An ident needs no
+// registration (BHR's rule): its first call registers it, unless the
+// store holds max_idents already (ErrTooManyIdents).
 func (s *Service) BlockQueue(ctx context.Context, ident string, since time.Time, limit int) ([]QueueItem, error) {
 	if err := checkIdent(ident); err != nil {
 		return nil, err
@@ -586,7 +605,73 @@ func (s *Service) BlockQueue(ctx context.Context, ident string, since time.Time,
 	if limit <= 0 || limit > QueueLimit {
 		limit = QueueLimit
 	}
-	return s.store.BlockQueue(ctx, ident, s.Now(), since, limit)
+	now := s.Now()
+	items, err := s.store.BlockQueue(ctx, ident, now, since, limit)
+	if !errors.Is(err, ErrUnknownIdent) {
+		return items, err
+	}
+	if err := s.store.RegisterIdent(ctx, ident, now, s.maxIdents); err != nil {
+		if errors.Is(err, ErrTooManyIdents) {
+			s.events.Refused(ctx, "block_queue", err)
+		}
+		return nil, err
+	}
+	return s.store.BlockQueue(ctx, ident, now, since, limit)
+}
+
+// sweepLoop marks idle idents inactive, every quarter of idleAfter (at
+// most every minute), until ctx ends.
+func (s *Service) sweepLoop(ctx context.Context) {
+	every := min(s.idleAfter/4, time.Minute)
+	t := time.NewTicker(max(every, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// A failure is retried at the next tick; the idents stay active.
+		_, _ = s.SweepIdents(ctx)
+	}
+}
+
+// SweepIdents marks inactive the idents that have not asked for their
+// block queue for ident_idle_after (never this process's internal ones)
+// and returns how many. The Service runs it by itself; tests call it.
+func (s *Service) SweepIdents(ctx context.Context) (int, error) {
+	if s.idleAfter <= 0 {
+		return 0, nil
+	}
+	keep := make([]string, 0, len(s.reserved))
+	for id := range s.reserved {
+		keep = append(keep, id)
+	}
+	slices.Sort(keep)
+	return s.store.SweepIdents(ctx, s.Now().Add(-s.idleAfter), keep)
+}
+
+// ListIdents describes every ident the store holds.
+func (s *Service) ListIdents(ctx context.Context) ([]IdentInfo, error) {
+	return s.store.ListIdents(ctx, s.Now())
+}
+
+// ForgetIdent removes an ident and its block queue (its entries stay, as
+// history); an internal enforcer's ident is refused (ErrReservedIdent).
+func (s *Service) ForgetIdent(ctx context.Context, ident string) error {
+	if err := checkIdent(ident); err != nil {
+		return err
+	}
+	if s.reserved[ident] {
+		err := &ReservedIdentError{Ident: ident}
+		s.events.Refused(ctx, "ident_forget", err)
+		return err
+	}
+	if err := s.store.ForgetIdent(ctx, ident); err != nil {
+		return err
+	}
+	s.events.IdentForgotten(ctx, ident)
+	return nil
 }
 
 // SetBlocked records that ident has installed the given blocks (repeats

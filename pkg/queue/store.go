@@ -44,9 +44,34 @@ type Store interface {
 
 	// BlockQueue lists, oldest (lowest id) first, at most limit expected
 	// blocks that have no entry for ident; if since is non-zero, only
-	// blocks added after since. Querying an ident for the first time
-	// registers it (so that new blocks are queued for it from then on).
+	// blocks added after since. An ident the store does not know is
+	// ErrUnknownIdent (the Service then registers it). A call marks the
+	// ident seen (at most every IdentTouchEvery); an inactive ident
+	// becomes active again, and the blocks it may have missed while
+	// inactive, or since its registration, are queued for it a bounded
+	// chunk at a time (at most IdentBackfillChunk blocks read per chunk,
+	// chunks until one queues something or the backfill is done), and
+	// only while fewer than QueueLimit blocks are queued for it.
 	BlockQueue(ctx context.Context, ident string, now, since time.Time, limit int) ([]QueueItem, error)
+
+	// RegisterIdent adds ident, active, seen at now, with every existing
+	// block to catch up on (a bounded chunk per BlockQueue call), unless
+	// the store already holds max idents (0: no limit), which is
+	// ErrTooManyIdents. An ident already known is no error.
+	RegisterIdent(ctx context.Context, ident string, now time.Time, max int) error
+
+	// SweepIdents marks inactive every active ident last seen before
+	// cutoff, except those in keep; from then on new blocks are not queued
+	// for them. It returns how many it marked.
+	SweepIdents(ctx context.Context, cutoff time.Time, keep []string) (int, error)
+
+	// ListIdents describes every ident, by name.
+	ListIdents(ctx context.Context, now time.Time) ([]IdentInfo, error)
+
+	// ForgetIdent removes ident and its queue (its entries stay: they are
+	// history). Unknown: an error wrapping ErrNotFound. If it asks again
+	// it is a new ident.
+	ForgetIdent(ctx context.Context, ident string) error
 
 	// SetBlocked creates an entry (ident, block) for each block id, with
 	// added = now and a copy of the block's unblock_at, atomically. A block
@@ -109,6 +134,16 @@ type Store interface {
 	// Close releases the store's resources.
 	Close() error
 }
+
+// IdentTouchEvery is how stale an ident's last_seen may get before a
+// block-queue call writes it again: the precision of "last seen", kept
+// coarse so that a poll is a read.
+const IdentTouchEvery = 10 * time.Second
+
+// IdentBackfillChunk bounds the blocks one backfill step reads, so that
+// the first call of a new ident over a large table costs a bounded
+// amount of work (and of locked time).
+const IdentBackfillChunk = 2000
 
 // ChangeListener is implemented by stores shared between processes
 // (PostgreSQL): fn is called whenever another process (or this one) has

@@ -93,3 +93,22 @@ type PruneResult struct {
 	Blocks  int64
 	Entries int64
 }
+
+// IdentInfo is what the store knows of one ident (api/idents, bhrd ident
+// list).
+type IdentInfo struct {
+	Name     string
+	Added    time.Time // first use
+	LastSeen time.Time // last block-queue call, within IdentTouchEvery
+	// Active: new blocks are queued for it. An ident that has not asked
+	// for ident_idle_after is inactive and costs block writes nothing; it
+	// catches up (Backfilling) when it asks again.
+	Active      bool
+	Backfilling bool
+	// Queued is how many expected blocks wait in its block queue, and
+	// OldestQueued when the oldest of them was added (zero if none).
+	// While it backfills or is inactive, blocks not yet queued for it
+	// are not counted.
+	Queued       int64
+	OldestQueued time.Time
+}

@@ -24,7 +24,7 @@ func benchStore(b *testing.B) *Store {
 	b.Helper()
 	s := openStore(b)
 	for _, ident := range []string{"bgp1", "bgp2"} {
-		if _, err := s.BlockQueue(context.Background(), ident, at(0), time.Time{}, 1); err != nil {
+		if _, err := s.queueOf(context.Background(), ident, at(0), time.Time{}, 1); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -173,7 +173,7 @@ func BenchmarkPGHistory1M(b *testing.B) {
 	}
 	b.Run("BlockQueue100Pending", func(b *testing.B) {
 		for b.Loop() {
-			items, err := s.BlockQueue(ctx, "part", now, time.Time{}, 200)
+			items, err := s.queueOf(ctx, "part", now, time.Time{}, 200)
 			if err != nil || len(items) != 100 {
 				b.Fatalf("queue: %v, %d items", err, len(items))
 			}
@@ -182,7 +182,7 @@ func BenchmarkPGHistory1M(b *testing.B) {
 	})
 	b.Run("BlockQueue100kSetBlocked0Pending", func(b *testing.B) {
 		for b.Loop() {
-			items, err := s.BlockQueue(ctx, "full", now, time.Time{}, 200)
+			items, err := s.queueOf(ctx, "full", now, time.Time{}, 200)
 			if err != nil || len(items) != 0 {
 				b.Fatalf("queue: %v, %d items", err, len(items))
 			}
@@ -248,7 +248,7 @@ func BenchmarkPGHistory1M(b *testing.B) {
 	b.Run("RegisterIdent100kExpected", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
-			items, err := s.BlockQueue(ctx, fmt.Sprintf("new-%d", i), now, time.Time{}, 200)
+			items, err := s.queueOf(ctx, fmt.Sprintf("new-%d", i), now, time.Time{}, 200)
 			if err != nil || len(items) != 200 {
 				b.Fatalf("register: %v, %d items", err, len(items))
 			}
@@ -295,4 +295,46 @@ func BenchmarkPGCommitFloor(b *testing.B) {
 		n++
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "commits/s")
+}
+
+// BenchmarkPGMBlock1000Idents: one 1,000-block ApplyBlocks (as an mblock
+// of 1,000 new cidrs) with 2 active idents, with 200 more idents that
+// registered and went idle, and with those 200 active: what an idle
+// ident costs later writes (issue #10: at most 1.2x of the 2-ident
+// cost), next to what it would cost active.
+func BenchmarkPGMBlock1000Idents(b *testing.B) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name  string
+		extra int
+		idle  bool
+	}{{"2idents", 0, false}, {"2active+200idle", 200, true}, {"202active", 200, false}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := benchStore(b) // bgp1 and bgp2
+			for i := range c.extra {
+				if _, err := s.queueOf(ctx, fmt.Sprintf("remote-%d", i), at(0), time.Time{}, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if c.idle {
+				n, err := s.SweepIdents(ctx, at(1), []string{"bgp1", "bgp2"})
+				if err != nil || n != c.extra {
+					b.Fatalf("sweep: %d %v", n, err)
+				}
+			}
+			base := 0
+			for b.Loop() {
+				batch := make([]netip.Prefix, 1000)
+				for j := range batch {
+					batch[j] = benchCIDR(base + j)
+				}
+				base += len(batch)
+				got, err := s.ApplyBlocks(ctx, batch, at(2), newBlockPlan(batch, at(2)))
+				if err != nil || len(got) != len(batch) {
+					b.Fatalf("apply: %v, %d", err, len(got))
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
+		})
+	}
 }

@@ -77,7 +77,7 @@ const maxCIDRLocks = 1024
 
 // insertBlocks and queueInserted are shared by the insert statements:
 // the column list their arguments follow, and the CTE that queues each
-// expected inserted block (CTE ins, $11 = now) for every known ident.
+// expected inserted block (CTE ins, $11 = now) for every active ident.
 const insertBlocks = `INSERT INTO blocks (cidr, who, source, why, added, unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why)`
 
 // insertedCols are what the CTE ins of an insert returns: what
@@ -89,7 +89,7 @@ const insertedCols = `id, cidr, forced_unblock, unblock_at`
 var queueInserted = `queued AS (
 	INSERT INTO pending (ident, block_id)
 	SELECT i.name, b.id FROM ins b CROSS JOIN idents i
-	WHERE ` + expectedAt("$11") + `
+	WHERE i.active AND ` + expectedAt("$11") + `
 )`
 
 // sqlInsert writes a plan's new blocks in one statement:
@@ -168,7 +168,7 @@ WITH x AS (
 ), requeued AS (
 	INSERT INTO pending (ident, block_id)
 	SELECT i.name, r.id FROM revived r CROSS JOIN idents i
-	WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = r.id AND e.ident = i.name)
+	WHERE i.active AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = r.id AND e.ident = i.name)
 	ON CONFLICT DO NOTHING
 )
 SELECT CASE WHEN count(*) = cardinality($1::int8[]) THEN true

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"testing"
@@ -119,7 +120,7 @@ func entriesOf(t testing.TB, s *Store, opts queue.EntryListOptions) []queue.Entr
 
 func blockQueue(t testing.TB, s *Store, ident string, now time.Time) []int64 {
 	t.Helper()
-	items, err := s.BlockQueue(context.Background(), ident, now, time.Time{}, 1000)
+	items, err := s.queueOf(context.Background(), ident, now, time.Time{}, 1000)
 	if err != nil {
 		t.Fatalf("block queue %s: %v", ident, err)
 	}
@@ -152,4 +153,17 @@ func equalIDs(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// queueOf is BlockQueue registering an unknown ident first, as the
+// Service does.
+func (s *Store) queueOf(ctx context.Context, ident string, now, since time.Time, limit int) ([]queue.QueueItem, error) {
+	q, err := s.BlockQueue(ctx, ident, now, since, limit)
+	if errors.Is(err, queue.ErrUnknownIdent) {
+		if err := s.RegisterIdent(ctx, ident, now, 0); err != nil {
+			return nil, err
+		}
+		return s.BlockQueue(ctx, ident, now, since, limit)
+	}
+	return q, err
 }

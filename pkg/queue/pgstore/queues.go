@@ -39,36 +39,77 @@ WHERE p.ident = $1
 ORDER BY p.ident, p.block_id
 LIMIT $4`
 
-// Registration is in two steps. First the ident is inserted under the
-// exclusive idents lock: that waits for every block-creating transaction in
-// flight (they hold it shared), and every later one sees the new ident and
-// queues its blocks for it. Then, after that commit and without the lock,
-// the backfill queues every expected block the ident has no entry for: its
-// snapshot holds every block committed before the registration. Block
-// creation is thus stalled only for the insert, not for a backfill of maybe
-// a hundred thousand rows. Until the backfill has committed the ident is
-// not ready, so a failure in between is repaired by the next call.
-const sqlRegisterIdent = `INSERT INTO idents (name) VALUES ($1) ON CONFLICT DO NOTHING`
+// Registration (RegisterIdent) and reactivation take the idents lock
+// exclusively: that waits for every block-creating transaction in flight
+// (they hold it shared), and every later one sees the ident active and
+// queues its blocks for it. The range of blocks it may have missed is
+// fixed under the same lock ((backfill_after, max(id)]), and is then
+// queued for it a chunk per statement, without the lock (sqlBackfillChunk),
+// so that block creation is stalled only for the one-row update, not for a
+// backfill of maybe a million rows.
+const sqlRegisterIdent = `
+INSERT INTO idents (name, added, last_seen, active, backfill_after, backfill_upto)
+SELECT $1, $2, $2, true, 0, (SELECT coalesce(max(id), 0) FROM blocks)
+WHERE $3::int = 0 OR (SELECT count(*) FROM idents) < $3
+ON CONFLICT DO NOTHING`
 
-var sqlBackfillIdent = `
-WITH queued AS (
+const sqlReactivateIdent = `
+UPDATE idents SET active = true, last_seen = $2,
+	backfill_upto = (SELECT coalesce(max(id), 0) FROM blocks)
+WHERE name = $1 AND NOT active`
+
+// A sweep marks idle idents inactive; the blocks queued for them up to
+// now stay queued, so their catch-up range starts at the newest block
+// (or where an unfinished backfill stood).
+const sqlSweepIdents = `
+UPDATE idents SET active = false,
+	backfill_after = CASE WHEN backfill_upto IS NULL THEN (SELECT coalesce(max(id), 0) FROM blocks) ELSE backfill_after END,
+	backfill_upto = NULL
+WHERE active AND last_seen < $1 AND name <> ALL($2::text[])`
+
+// sqlBackfillChunk queues for ident $1 the expected blocks (at $2) it has
+// no entry for among the next $3 ids of its catch-up range, and moves the
+// range on (clearing it at its end). It returns how many it queued and
+// whether the range is done.
+var sqlBackfillChunk = `
+WITH st AS (
+	SELECT backfill_after, backfill_upto FROM idents
+	WHERE name = $1 AND backfill_upto IS NOT NULL FOR UPDATE
+), chunk AS (
+	SELECT b.id, ` + expectedAt("$2") + ` AS expected FROM blocks b, st
+	WHERE b.id > st.backfill_after AND b.id <= st.backfill_upto
+	ORDER BY b.id LIMIT $3
+), queued AS (
 	INSERT INTO pending (ident, block_id)
-	SELECT $1, b.id FROM blocks b
-	WHERE ` + expectedAt("$2") + `
-	  AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.ident = $1)
+	SELECT $1, c.id FROM chunk c
+	WHERE c.expected AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = c.id AND e.ident = $1)
 	ON CONFLICT DO NOTHING
+	RETURNING 1
+), last AS (
+	SELECT count(*) AS n, max(id) AS id FROM chunk
+), upd AS (
+	UPDATE idents i SET
+		backfill_after = CASE WHEN last.n < $3 THEN st.backfill_upto ELSE last.id END,
+		backfill_upto = CASE WHEN last.n < $3 THEN NULL ELSE st.backfill_upto END
+	FROM st, last WHERE i.name = $1
 )
-UPDATE idents SET ready = true WHERE name = $1`
+SELECT (SELECT count(*) FROM queued), (SELECT n FROM last) < $3 OR NOT EXISTS (SELECT 1 FROM st)`
 
-// BlockQueue implements queue.Store: one round trip for a known ident. The
-// first time an ident asks it is registered (see sqlRegisterIdent).
+// sqlLivePending counts up to $3 of ident's queued blocks still expected.
+var sqlLivePending = `SELECT count(*) FROM (SELECT 1 FROM pending p JOIN blocks b ON b.id = p.block_id
+	WHERE p.ident = $1 AND ` + expectedAt("$2") + ` LIMIT $3) x`
+
+// BlockQueue implements queue.Store: one round trip for an active ident
+// seen lately with nothing to catch up on.
 func (s *Store) BlockQueue(ctx context.Context, ident string, now, since time.Time, limit int) ([]queue.QueueItem, error) {
 	now = now.UTC()
 	if limit <= 0 {
 		return nil, nil
 	}
-	var exists, ready bool
-	var items []queue.QueueItem
+	var (
+		exists, ready, active, stale bool
+		items                        []queue.QueueItem
+	)
 	read := func(rows pgx.Rows) error {
 		items = items[:0]
 		for rows.Next() {
@@ -82,33 +123,52 @@ func (s *Store) BlockQueue(ctx context.Context, ident string, now, since time.Ti
 		return rows.Err()
 	}
 	b := &pgx.Batch{}
-	b.Queue(`SELECT count(*) > 0, coalesce(bool_and(ready), false) FROM idents WHERE name = $1`, ident).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&exists, &ready)
+	b.Queue(`SELECT count(*) > 0, coalesce(bool_and(active AND backfill_upto IS NULL), false),
+		coalesce(bool_and(active), false), coalesce(bool_and(last_seen < $2), false)
+		FROM idents WHERE name = $1`, ident, now.Add(-queue.IdentTouchEvery)).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&exists, &ready, &active, &stale)
 	})
 	b.Queue(sqlBlockQueue, ident, now, tsIn(since), limit).Query(read)
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("block queue %s: %w", ident, err)
 	}
-	if ready {
+	if !exists {
+		return nil, fmt.Errorf("block queue %s: %w", ident, queue.ErrUnknownIdent)
+	}
+	if ready && !stale {
 		return items, nil
 	}
-
-	if !exists {
+	if !active {
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockClass, lockIdents); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, sqlRegisterIdent, ident)
+			_, err := tx.Exec(ctx, sqlReactivateIdent, ident, now)
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("register ident %s: %w", ident, err)
+			return nil, fmt.Errorf("reactivate ident %s: %w", ident, err)
+		}
+	} else if stale {
+		if _, err := s.pool.Exec(ctx, `UPDATE idents SET last_seen = $2 WHERE name = $1`, ident, now); err != nil {
+			return nil, fmt.Errorf("block queue %s: %w", ident, err)
 		}
 	}
-	// Values inlined: the backfill's plan depends on how many blocks are
-	// expected and how many entries the ident already has.
-	if _, err := s.pool.Exec(ctx, sqlBackfillIdent, valueSensitive(ident, now)...); err != nil {
-		return nil, fmt.Errorf("backfill block queue of %s: %w", ident, err)
+	if ready {
+		return items, nil
+	}
+	// Catch up only while its queue is short: an ident that polls without
+	// draining (parked with added_since, or failing) does not copy the
+	// whole table chunk by chunk on every wake.
+	var live int
+	if err := s.pool.QueryRow(ctx, sqlLivePending, ident, now, queue.QueueLimit).Scan(&live); err != nil {
+		return nil, fmt.Errorf("block queue %s: %w", ident, err)
+	}
+	if active && live >= queue.QueueLimit {
+		return items, nil
+	}
+	if err := s.backfill(ctx, ident, now); err != nil {
+		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, sqlBlockQueue, ident, now, tsIn(since), limit)
 	if err != nil {
@@ -118,6 +178,133 @@ func (s *Store) BlockQueue(ctx context.Context, ident string, now, since time.Ti
 		return nil, fmt.Errorf("block queue %s: %w", ident, err)
 	}
 	return items, nil
+}
+
+// backfill runs catch-up chunks until one queues something or the range
+// is done: each is one short statement, so a large range never holds a
+// lock or a snapshot for long.
+func (s *Store) backfill(ctx context.Context, ident string, now time.Time) error {
+	for {
+		var queued int64
+		var done bool
+		// Values inlined: the chunk's plan depends on how many blocks are
+		// expected and how many entries the ident already has.
+		if err := s.pool.QueryRow(ctx, sqlBackfillChunk, valueSensitive(ident, now, queue.IdentBackfillChunk)...).Scan(&queued, &done); err != nil {
+			return fmt.Errorf("backfill block queue of %s: %w", ident, err)
+		}
+		if queued > 0 || done {
+			return nil
+		}
+	}
+}
+
+// RegisterIdent implements queue.Store.
+func (s *Store) RegisterIdent(ctx context.Context, ident string, now time.Time, max int) error {
+	var added int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockClass, lockIdents); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, sqlRegisterIdent, ident, now.UTC(), max)
+		if err != nil {
+			return err
+		}
+		if added = tag.RowsAffected(); added == 0 {
+			var known bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM idents WHERE name = $1)`, ident).Scan(&known); err != nil {
+				return err
+			}
+			if !known {
+				return fmt.Errorf("register ident %s: the store holds %d idents (store.max_idents): %w", ident, max, queue.ErrTooManyIdents)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, queue.ErrTooManyIdents) {
+			return err
+		}
+		return fmt.Errorf("register ident %s: %w", ident, err)
+	}
+	return nil
+}
+
+// SweepIdents implements queue.Store. The exclusive idents lock is taken
+// only when some ident is due, so a quiet sweep never stalls a block.
+func (s *Store) SweepIdents(ctx context.Context, cutoff time.Time, keep []string) (int, error) {
+	if keep == nil {
+		keep = []string{}
+	}
+	var due bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM idents WHERE active AND last_seen < $1 AND name <> ALL($2::text[]))`,
+		cutoff.UTC(), keep).Scan(&due); err != nil || !due {
+		if err != nil {
+			return 0, fmt.Errorf("sweep idents: %w", err)
+		}
+		return 0, nil
+	}
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockClass, lockIdents); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, sqlSweepIdents, cutoff.UTC(), keep)
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sweep idents: %w", err)
+	}
+	return int(n), nil
+}
+
+// ListIdents implements queue.Store.
+func (s *Store) ListIdents(ctx context.Context, now time.Time) ([]queue.IdentInfo, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT i.name, i.added, i.last_seen, i.active, i.backfill_upto IS NOT NULL, q.n, q.oldest
+FROM idents i CROSS JOIN LATERAL (
+	SELECT count(*) AS n, min(b.added) AS oldest FROM pending p JOIN blocks b ON b.id = p.block_id
+	WHERE p.ident = i.name AND `+expectedAt("$1")+`
+	  AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.ident = i.name)
+) q
+ORDER BY i.name`, now.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("list idents: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (queue.IdentInfo, error) {
+		var in queue.IdentInfo
+		var oldest pgtype.Timestamptz
+		err := row.Scan(&in.Name, &in.Added, &in.LastSeen, &in.Active, &in.Backfilling, &in.Queued, &oldest)
+		in.Added, in.LastSeen, in.OldestQueued = in.Added.UTC(), in.LastSeen.UTC(), tsOut(oldest)
+		return in, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list idents: %w", err)
+	}
+	return out, nil
+}
+
+// ForgetIdent implements queue.Store.
+func (s *Store) ForgetIdent(ctx context.Context, ident string) error {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM idents WHERE name = $1`, ident)
+		if err != nil {
+			return err
+		}
+		if n = tag.RowsAffected(); n == 0 {
+			return nil
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM pending WHERE ident = $1`, ident)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("forget ident %s: %w", ident, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("forget ident %s: %w", ident, queue.ErrNotFound)
+	}
+	return nil
 }
 
 // One statement checks the ids and writes, so an unknown id leaves

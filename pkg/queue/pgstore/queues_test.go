@@ -43,14 +43,14 @@ func TestBlockQueue(t *testing.T) {
 		t.Fatalf("r1 queue at 150 = %v", got)
 	}
 	// since is exclusive; limit keeps the oldest.
-	items, err := s.BlockQueue(ctx, "r1", at(50), at(1), 10)
+	items, err := s.queueOf(ctx, "r1", at(50), at(1), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := queueIDs(items); !equalIDs(got, []int64{b5.ID, b6.ID}) {
 		t.Fatalf("since at(1) = %v, want blocks added after it", got)
 	}
-	items, err = s.BlockQueue(ctx, "r1", at(50), time.Time{}, 2)
+	items, err = s.queueOf(ctx, "r1", at(50), time.Time{}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestBlockQueueRegistrationRace(t *testing.T) {
 			for inserted.Load() < threshold {
 				runtime.Gosched()
 			}
-			if _, err := s.BlockQueue(ctx, fmt.Sprintf("ident-%02d", i), at(1), time.Time{}, 1); err != nil {
+			if _, err := s.queueOf(ctx, fmt.Sprintf("ident-%02d", i), at(1), time.Time{}, 1); err != nil {
 				errs <- err
 			}
 		}()
@@ -121,7 +121,7 @@ func TestBlockQueueRegistrationRace(t *testing.T) {
 	total := inserters * perInserter
 	for i := range idents {
 		ident := fmt.Sprintf("ident-%02d", i)
-		items, err := s.BlockQueue(ctx, ident, at(1), time.Time{}, 10*total)
+		items, err := s.queueOf(ctx, ident, at(1), time.Time{}, 10*total)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,7 +149,7 @@ func TestBlockQueueRegistrationWaitsForWriters(t *testing.T) {
 			return queue.Plan{Inserts: []queue.Block{newBlock("192.0.2.1/32", at(0), at(100))}}, nil
 		}
 		go func() {
-			_, err := s.BlockQueue(ctx, "late", at(0), time.Time{}, 10)
+			_, err := s.queueOf(ctx, "late", at(0), time.Time{}, 10)
 			regDone <- err
 		}()
 		deadline := time.Now().Add(10 * time.Second)
@@ -186,19 +186,19 @@ func TestBlockQueueRegistrationWaitsForWriters(t *testing.T) {
 	}
 }
 
-// An ident whose backfill never committed is repaired by its next call.
+// An ident whose backfill never finished is caught up by its next call.
 func TestBlockQueueUnreadyIdentIsBackfilled(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)
 	b := insert(t, s, at(0), newBlock("192.0.2.1/32", at(0), at(100)))[0]
-	if _, err := s.pool.Exec(ctx, `INSERT INTO idents (name) VALUES ('half')`); err != nil {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO idents (name, backfill_upto) VALUES ('half', (SELECT max(id) FROM blocks))`); err != nil {
 		t.Fatal(err)
 	}
 	if q := blockQueue(t, s, "half", at(0)); !equalIDs(q, []int64{b.ID}) {
 		t.Fatalf("queue = %v, want %d", q, b.ID)
 	}
-	if n := countRows(t, s, `SELECT count(*) FROM idents WHERE name = 'half' AND ready`); n != 1 {
-		t.Fatal("ident not marked ready after its backfill")
+	if n := countRows(t, s, `SELECT count(*) FROM idents WHERE name = 'half' AND backfill_upto IS NULL`); n != 1 {
+		t.Fatal("ident's catch-up range not cleared after its backfill")
 	}
 }
 

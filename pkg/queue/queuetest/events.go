@@ -3,7 +3,6 @@ package queuetest
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -88,10 +87,6 @@ func (r *Recorder) IdentForgotten(ctx context.Context, ident string) {
 	r.add(ctx, "ident_forgotten %s", ident)
 }
 
-func (r *Recorder) Refused(ctx context.Context, op string, err error) {
-	msg := err.Error()
-	if i := strings.Index(msg, ":"); i > 0 && op == "set_unblocked" {
-		msg = msg[:i]
-	}
+func (r *Recorder) Refused(ctx context.Context, op string, _ error) {
 	r.add(ctx, "refused %s", op)
 }

@@ -20,7 +20,7 @@ func benchStore(b *testing.B) *Store {
 	b.Helper()
 	s := newStore(b)
 	for _, ident := range []string{"bgp", "nullroute"} {
-		if _, err := s.BlockQueue(ctx, ident, t0, time.Time{}, 1); err != nil {
+		if _, err := s.queueOf(ctx, ident, t0, time.Time{}, 1); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -79,7 +79,7 @@ func BenchmarkSQLiteBlockQueue(b *testing.B) {
 	applyNew(b, s, history, waiting, t0)
 	now := t0.Add(time.Minute)
 	for b.Loop() {
-		q, err := s.BlockQueue(ctx, "bgp", now, time.Time{}, 200)
+		q, err := s.queueOf(ctx, "bgp", now, time.Time{}, 200)
 		if err != nil {
 			b.Fatal(err)
 		}

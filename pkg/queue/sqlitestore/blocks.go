@@ -34,7 +34,7 @@ const (
 	qInsertBlock = `INSERT INTO blocks (cidr, family, net_lo, net_hi, who, source, why, added,
 		unblock_at, skip_whitelist, forced_unblock, unblock_who, unblock_why)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	qQueueForIdents    = `INSERT INTO pending (ident, block_id) SELECT name, ? FROM idents`
+	qQueueForIdents    = `INSERT INTO pending (ident, block_id) SELECT name, ? FROM idents WHERE active = 1`
 	qExtendBlock       = `UPDATE blocks SET unblock_at = ? WHERE id = ?`
 	qExtendEntries     = `UPDATE entries SET unblock_at = ? WHERE block_id = ?`
 	qGetBlock          = `SELECT ` + blockCols + ` FROM blocks b WHERE b.id = ?`
@@ -460,7 +460,7 @@ const pruneCond = `NOT (b.forced_unblock = 0 AND (b.unblock_at IS NULL OR b.unbl
 // Prune implements queue.Store.
 func (s *Store) Prune(ctx context.Context, cutoff, now time.Time) (queue.PruneResult, error) {
 	var out queue.PruneResult
-	err := s.write(ctx, func(t *txn) error {
+	err := s.writeLow(ctx, func(t *txn) error {
 		args := []any{sql.Named("now", micros(now)), sql.Named("cutoff", micros(cutoff))}
 		if _, err := t.tx.ExecContext(ctx, `DELETE FROM pending WHERE EXISTS (
 			SELECT 1 FROM blocks b WHERE b.id = pending.block_id

@@ -116,7 +116,7 @@ func entries(t testing.TB, s *Store, opts queue.EntryListOptions) []queue.Entry 
 
 func queueIDs(t testing.TB, s *Store, ident string, now, since time.Time, limit int) []int64 {
 	t.Helper()
-	q, err := s.BlockQueue(context.Background(), ident, now, since, limit)
+	q, err := s.queueOf(context.Background(), ident, now, since, limit)
 	if err != nil {
 		t.Fatalf("BlockQueue(%s): %v", ident, err)
 	}
@@ -174,4 +174,17 @@ func entryOf(t testing.TB, s *Store, blockID int64, ident string) queue.Entry {
 		t.Fatalf("entries of block %d for %s: %d, want 1", blockID, ident, len(es))
 	}
 	return es[0]
+}
+
+// queueOf is BlockQueue registering an unknown ident first, as the
+// Service does.
+func (s *Store) queueOf(ctx context.Context, ident string, now, since time.Time, limit int) ([]queue.QueueItem, error) {
+	q, err := s.BlockQueue(ctx, ident, now, since, limit)
+	if errors.Is(err, queue.ErrUnknownIdent) {
+		if err := s.RegisterIdent(ctx, ident, now, 0); err != nil {
+			return nil, err
+		}
+		return s.BlockQueue(ctx, ident, now, since, limit)
+	}
+	return q, err
 }

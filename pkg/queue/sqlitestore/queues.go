@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -15,13 +16,28 @@ import (
 )
 
 const (
-	qRegisterIdent = `INSERT INTO idents (name) VALUES (?) ON CONFLICT DO NOTHING`
-	// A new ident's backlog: every block expected now that it has no entry
-	// for. Later blocks are queued for it by ApplyBlocks.
+	qRegisterIdent = `INSERT INTO idents (name, added, last_seen, active, backfill_after, backfill_upto)
+		VALUES (?1, ?2, ?2, 1, 0, (SELECT coalesce(max(id), 0) FROM blocks)) ON CONFLICT DO NOTHING`
+	qIdentState = `SELECT active, backfill_upto IS NOT NULL, last_seen FROM idents WHERE name = ?`
+	// Reactivation fixes the range of blocks the ident may have missed:
+	// writes are serialised, so none is in flight.
+	qReactivateIdent = `UPDATE idents SET active = 1, last_seen = ?2,
+		backfill_upto = (SELECT coalesce(max(id), 0) FROM blocks) WHERE name = ?1 AND active = 0`
+	qTouchIdent = `UPDATE idents SET last_seen = ?2 WHERE name = ?1`
+	// Up to ?3 of an ident's queued blocks that are still expected.
+	qLivePending = `SELECT count(*) FROM (SELECT 1 FROM pending p CROSS JOIN blocks b ON b.id = p.block_id
+		WHERE p.ident = ?1 AND b.forced_unblock = 0 AND (b.unblock_at IS NULL OR b.unblock_at > ?2) LIMIT ?3)`
+	qBackfillRange = `SELECT backfill_after, backfill_upto FROM idents WHERE name = ? AND backfill_upto IS NOT NULL`
+	qBackfillEnd   = `SELECT count(*), coalesce(max(id), 0) FROM (SELECT id FROM blocks WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3)`
+	// One chunk of an ident's catch-up range: at most ?4 block ids read,
+	// the expected ones it has no entry for queued.
 	qBackfill = `INSERT INTO pending (ident, block_id)
-		SELECT ?1, b.id FROM blocks b
-		WHERE b.forced_unblock = 0 AND (b.unblock_at IS NULL OR b.unblock_at > ?2)
-		AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.ident = ?1)`
+		SELECT ?1, b.id FROM (SELECT id FROM blocks WHERE id > ?2 AND id <= ?3 ORDER BY id LIMIT ?4) c
+		CROSS JOIN blocks b ON b.id = c.id
+		WHERE b.forced_unblock = 0 AND (b.unblock_at IS NULL OR b.unblock_at > ?5)
+		AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.ident = ?1)
+		ON CONFLICT DO NOTHING`
+	qBackfillMove = `UPDATE idents SET backfill_after = ?2, backfill_upto = ?3 WHERE name = ?1`
 	// CROSS JOIN makes SQLite walk the ident's pending rows in primary-key
 	// order (which is block id order) and look each block up, instead of
 	// considering a scan of blocks.
@@ -47,7 +63,7 @@ const (
 
 // BlockQueue implements queue.Store.
 func (s *Store) BlockQueue(ctx context.Context, ident string, now, since time.Time, limit int) ([]queue.QueueItem, error) {
-	if err := s.registerIdent(ctx, ident, now); err != nil {
+	if err := s.prepareIdent(ctx, ident, now); err != nil {
 		return nil, fmt.Errorf("block queue %s: %w", ident, err)
 	}
 	sinceArg := int64(math.MinInt64)
@@ -85,37 +101,231 @@ func (s *Store) BlockQueue(ctx context.Context, ident string, now, since time.Ti
 	return out, nil
 }
 
-// registerIdent makes sure ident has its pending rows. Writes are
-// serialised, so no block can be inserted between the registration and the
-// backfill and be missed by both.
-func (s *Store) registerIdent(ctx context.Context, ident string, now time.Time) error {
-	if _, ok := s.idents.Load(ident); ok {
+// prepareIdent makes ident's pending rows complete: it marks the ident
+// seen (at most every IdentTouchEvery), reactivates it when inactive, and
+// runs its catch-up chunks until one queues something or the range is
+// done. s.idents caches the idents known active with nothing to catch up
+// on, with when they were last marked seen.
+func (s *Store) prepareIdent(ctx context.Context, ident string, now time.Time) error {
+	if v, ok := s.idents.Load(ident); ok && now.Sub(v.(time.Time)) < queue.IdentTouchEvery {
 		return nil
 	}
-	err := s.write(ctx, func(t *txn) error {
-		res, err := t.exec(qRegisterIdent, ident)
-		if err != nil {
-			return fmt.Errorf("register ident: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return err // already registered (by an earlier run of bhrd)
-		}
-		if _, err := t.exec(qBackfill, ident, micros(now)); err != nil {
-			return fmt.Errorf("backfill queue: %w", err)
-		}
-		return nil
-	})
+	var (
+		active, backfilling bool
+		lastSeen            int64
+	)
+	st, err := s.readStmt(ctx, qIdentState)
 	if err != nil {
 		return err
 	}
-	s.idents.Store(ident, struct{}{})
+	err = st.QueryRowContext(ctx, ident).Scan(&active, &backfilling, &lastSeen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return queue.ErrUnknownIdent
+	}
+	if err != nil {
+		return err
+	}
+	seen := fromMicros(lastSeen)
+	if !active || now.Sub(seen) >= queue.IdentTouchEvery {
+		err = s.writeLow(ctx, func(t *txn) error {
+			if !active {
+				_, err := t.exec(qReactivateIdent, ident, micros(now))
+				return err
+			}
+			_, err := t.exec(qTouchIdent, ident, micros(now))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		seen = now
+	}
+	backfilling = backfilling || !active
+	if backfilling {
+		// Catch up only while its queue is short: an ident that polls
+		// without draining (parked, or failing) does not copy the whole
+		// table chunk by chunk on every wake.
+		var live int
+		ls, err := s.readStmt(ctx, qLivePending)
+		if err != nil {
+			return err
+		}
+		if err := ls.QueryRowContext(ctx, ident, micros(now), queue.QueueLimit).Scan(&live); err != nil {
+			return err
+		}
+		if live >= queue.QueueLimit {
+			// Until it reports blocks (SetBlocked drops this), or the
+			// touch interval passes, its queue stays long enough.
+			s.idents.Store(ident, seen)
+			return nil
+		}
+	}
+	for backfilling {
+		var queued int64
+		err := s.writeLow(ctx, func(t *txn) error {
+			var after int64
+			var upto sql.NullInt64
+			err := t.queryRow(qBackfillRange, ident).Scan(&after, &upto)
+			if errors.Is(err, sql.ErrNoRows) {
+				backfilling = false
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			var n, last int64
+			if err := t.queryRow(qBackfillEnd, after, upto.Int64, queue.IdentBackfillChunk).Scan(&n, &last); err != nil {
+				return err
+			}
+			res, err := t.exec(qBackfill, ident, after, upto.Int64, queue.IdentBackfillChunk, micros(now))
+			if err != nil {
+				return err
+			}
+			if queued, err = res.RowsAffected(); err != nil {
+				return err
+			}
+			next := sql.NullInt64{Int64: upto.Int64, Valid: true}
+			if n < queue.IdentBackfillChunk {
+				last, next, backfilling = upto.Int64, sql.NullInt64{}, false
+			}
+			_, err = t.exec(qBackfillMove, ident, last, next)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("backfill queue: %w", err)
+		}
+		if queued > 0 && backfilling {
+			return nil // the rest on the next calls; not cached
+		}
+	}
+	s.idents.Store(ident, seen)
+	return nil
+}
+
+// RegisterIdent implements queue.Store.
+func (s *Store) RegisterIdent(ctx context.Context, ident string, now time.Time, max int) error {
+	err := s.writeLow(ctx, func(t *txn) error {
+		var known, n int64
+		if err := t.queryRow(`SELECT count(*) FILTER (WHERE name = ?), count(*) FROM idents`, ident).Scan(&known, &n); err != nil {
+			return err
+		}
+		if known > 0 {
+			return nil
+		}
+		if max > 0 && n >= int64(max) {
+			return fmt.Errorf("the store holds %d idents (store.max_idents): %w", n, queue.ErrTooManyIdents)
+		}
+		_, err := t.exec(qRegisterIdent, ident, micros(now))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("register ident %s: %w", ident, err)
+	}
+	return nil
+}
+
+// SweepIdents implements queue.Store.
+func (s *Store) SweepIdents(ctx context.Context, cutoff time.Time, keep []string) (int, error) {
+	keepJSON, err := json.Marshal(append([]string{}, keep...))
+	if err != nil {
+		return 0, err
+	}
+	var swept []string
+	err = s.writeLow(ctx, func(t *txn) error {
+		swept = swept[:0]
+		rows, err := t.tx.QueryContext(ctx, `UPDATE idents SET active = 0,
+			backfill_after = CASE WHEN backfill_upto IS NULL THEN (SELECT coalesce(max(id), 0) FROM blocks) ELSE backfill_after END,
+			backfill_upto = NULL
+			WHERE active = 1 AND last_seen < ? AND name NOT IN (SELECT value FROM json_each(?))
+			RETURNING name`, micros(cutoff), string(keepJSON))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				return err
+			}
+			swept = append(swept, n)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sweep idents: %w", err)
+	}
+	for _, n := range swept {
+		s.idents.Delete(n)
+	}
+	return len(swept), nil
+}
+
+// ListIdents implements queue.Store.
+func (s *Store) ListIdents(ctx context.Context, now time.Time) ([]queue.IdentInfo, error) {
+	rows, err := s.rdb.QueryContext(ctx, `
+		SELECT i.name, i.added, i.last_seen, i.active, i.backfill_upto IS NOT NULL,
+		  (SELECT count(*) FROM pending p CROSS JOIN blocks b ON b.id = p.block_id
+		   WHERE p.ident = i.name AND b.forced_unblock = 0 AND (b.unblock_at IS NULL OR b.unblock_at > ?1)
+		   AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.ident = i.name)),
+		  (SELECT min(b.added) FROM pending p CROSS JOIN blocks b ON b.id = p.block_id
+		   WHERE p.ident = i.name AND b.forced_unblock = 0 AND (b.unblock_at IS NULL OR b.unblock_at > ?1)
+		   AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.ident = i.name))
+		FROM idents i ORDER BY i.name`, micros(now))
+	if err != nil {
+		return nil, fmt.Errorf("list idents: %w", err)
+	}
+	defer rows.Close()
+	var out []queue.IdentInfo
+	for rows.Next() {
+		var in queue.IdentInfo
+		var added, seen int64
+		var oldest sql.NullInt64
+		if err := rows.Scan(&in.Name, &added, &seen, &in.Active, &in.Backfilling, &in.Queued, &oldest); err != nil {
+			return nil, fmt.Errorf("list idents: %w", err)
+		}
+		if added != 0 {
+			in.Added = fromMicros(added)
+		}
+		if seen != 0 {
+			in.LastSeen = fromMicros(seen)
+		}
+		in.OldestQueued = fromNullMicros(oldest)
+		out = append(out, in)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list idents: %w", err)
+	}
+	return out, nil
+}
+
+// ForgetIdent implements queue.Store.
+func (s *Store) ForgetIdent(ctx context.Context, ident string) error {
+	var n int64
+	err := s.writeLow(ctx, func(t *txn) error {
+		res, err := t.exec(`DELETE FROM idents WHERE name = ?`, ident)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		_, err = t.exec(`DELETE FROM pending WHERE ident = ?`, ident)
+		return err
+	})
+	s.idents.Delete(ident)
+	if err != nil {
+		return fmt.Errorf("forget ident %s: %w", ident, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("forget ident %s: %w", ident, queue.ErrNotFound)
+	}
 	return nil
 }
 
 // SetBlocked implements queue.Store.
 func (s *Store) SetBlocked(ctx context.Context, ident string, blockIDs []int64, now time.Time) ([]queue.QueueItem, error) {
 	var added []queue.QueueItem
-	err := s.write(ctx, func(t *txn) error {
+	err := s.writeLow(ctx, func(t *txn) error {
 		added = added[:0]
 		for _, id := range blockIDs {
 			res, err := t.exec(qInsertEntry, ident, micros(now), id)
@@ -153,6 +363,11 @@ func (s *Store) SetBlocked(ctx context.Context, ident string, blockIDs []int64, 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set blocked %s: %w", ident, err)
+	}
+	if len(added) > 0 {
+		// Its queue got shorter: a catching-up ident copies its next
+		// chunk at its next call.
+		s.idents.Delete(ident)
 	}
 	slices.SortFunc(added, func(a, b queue.QueueItem) int { return cmp.Compare(a.ID, b.ID) })
 	return added, nil
@@ -207,7 +422,7 @@ func (s *Store) UnblockQueue(ctx context.Context, ident string, now time.Time, l
 // that an unknown id or a refused ident changes nothing.
 func (s *Store) SetUnblocked(ctx context.Context, entryIDs []int64, now time.Time, refuse []string) ([]queue.UnblockItem, error) {
 	var closed []queue.UnblockItem
-	err := s.write(ctx, func(t *txn) error {
+	err := s.writeLow(ctx, func(t *txn) error {
 		closed = closed[:0]
 		seen := make(map[int64]bool, len(entryIDs))
 		for _, id := range entryIDs {

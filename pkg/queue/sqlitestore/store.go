@@ -53,10 +53,16 @@ type Store struct {
 	wstmts     map[string]*sql.Stmt // read-only once writeReady is set
 	writeReady atomic.Bool
 
-	// idents caches the idents known to be registered, so that BlockQueue
-	// needs no write transaction once an ident has been seen. Idents are
-	// never unregistered, so the cache cannot go stale.
+	// idents caches the idents known active with nothing to catch up on
+	// (or, catching up, with a full queue's worth queued), with the time
+	// they were last marked seen, so that BlockQueue needs no write
+	// transaction and no state read while an ident polls. Sweeps, forgets
+	// and set_blocked (which shortens a queue) delete theirs; only this
+	// process writes the file.
 	idents sync.Map
+
+	// lowGate admits one low-priority writer at a time (writeLow).
+	lowGate chan struct{}
 }
 
 // Open opens (creating when missing) the database file at path and its
@@ -123,7 +129,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = rdb.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
-	return &Store{path: path, wdb: wdb, rdb: rdb, rstmts: map[string]*sql.Stmt{}}, nil
+	return &Store{path: path, wdb: wdb, rdb: rdb, rstmts: map[string]*sql.Stmt{}, lowGate: make(chan struct{}, 1)}, nil
 }
 
 func cloneValues(v url.Values) url.Values {
@@ -237,7 +243,7 @@ func (m *migrator) Done(context.Context) error { return nil }
 var writeQueries = []string{
 	qLatestBlock, qExpectedBlock, qCloseStale, qInsertBlock, qQueueForIdents,
 	qExtendBlock, qExtendEntries, qForceUnblock, qForceUnblockEntry, qDequeueBlock,
-	qRegisterIdent, qBackfill, qInsertEntry, qBlockExists, qDequeueEntry,
+	qRegisterIdent, qBackfill, qReactivateIdent, qTouchIdent, qBackfillRange, qBackfillEnd, qBackfillMove, qInsertEntry, qBlockExists, qDequeueEntry,
 	qCloseEntry, qEntryItem, qBlockItem,
 }
 
@@ -313,6 +319,21 @@ func (t *txn) queryRow(query string, args ...any) *sql.Row {
 		return t.tx.StmtContext(t.ctx, st).QueryRowContext(t.ctx, args...)
 	}
 	return t.tx.QueryRowContext(t.ctx, query, args...)
+}
+
+// writeLow is write for the writes that may wait: enforcers' reports,
+// ident bookkeeping and catch-up, pruning. They queue for the write
+// connection one at a time, so that a block or unblock request never
+// waits behind more than one of them (a thousand enforcers catching up
+// at once otherwise held a block POST for seconds).
+func (s *Store) writeLow(ctx context.Context, fn func(t *txn) error) error {
+	select {
+	case s.lowGate <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.lowGate }()
+	return s.write(ctx, fn)
 }
 
 // write runs fn in one write transaction and commits it when fn succeeds.
