@@ -41,7 +41,7 @@ type Service interface {
 	ListEntries(ctx context.Context, opts queue.EntryListOptions, fn func(queue.Entry) error) error
 	GetBlock(ctx context.Context, id int64) (queue.Block, error)
 	Changed() <-chan struct{}
-	NextUnblockAt(ctx context.Context) (time.Time, bool, error)
+	NextUnblockAfter(ctx context.Context, t time.Time) (time.Time, bool, error)
 	Now() time.Time
 }
 
@@ -166,6 +166,8 @@ func (e *Enforcer) Run(ctx context.Context) error {
 		// Take the wake-up channel before reading the queues so that a
 		// change made while we work is never missed.
 		changed := e.svc.Changed()
+		// Not after the unblock queue is read: see wait.
+		read := e.svc.Now()
 		e.setBusy(time.Now())
 		more, err := e.step(ctx)
 		e.setBusy(time.Time{})
@@ -184,16 +186,20 @@ func (e *Enforcer) Run(ctx context.Context) error {
 		if more {
 			continue
 		}
-		if err := e.wait(ctx, changed); err != nil {
+		if err := e.wait(ctx, changed, read); err != nil {
 			return err
 		}
 	}
 }
 
-// wait sleeps until the queue changes or the next entry expires.
-func (e *Enforcer) wait(ctx context.Context, changed <-chan struct{}) error {
+// wait sleeps until the queue changes or the next entry expires. The next
+// expiry is the earliest after read, the time the unblock queue was read
+// at: an entry that fell due while the batch was applied is in the past,
+// so the timer fires at once (asked for after now, it would be skipped
+// and nothing would wake the loop again).
+func (e *Enforcer) wait(ctx context.Context, changed <-chan struct{}, read time.Time) error {
 	var timer <-chan time.Time
-	next, ok, err := e.svc.NextUnblockAt(ctx)
+	next, ok, err := e.svc.NextUnblockAfter(ctx, read)
 	switch {
 	case err != nil:
 		e.fail("next expiry", err)

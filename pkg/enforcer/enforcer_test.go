@@ -3,6 +3,7 @@ package enforcer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"sort"
@@ -25,6 +26,9 @@ type recordingBackend struct {
 	set     map[netip.Prefix]bool
 	failing int // fail this many more calls
 	changed chan struct{}
+	// onRemove, when set, runs after each Remove (a test's fake clock
+	// advancing while a batch is applied).
+	onRemove func()
 }
 
 func newRecordingBackend(initial ...string) *recordingBackend {
@@ -59,7 +63,11 @@ func (b *recordingBackend) Install(_ context.Context, ps []netip.Prefix) error {
 	return b.apply(ps, true)
 }
 func (b *recordingBackend) Remove(_ context.Context, ps []netip.Prefix) error {
-	return b.apply(ps, false)
+	err := b.apply(ps, false)
+	if b.onRemove != nil {
+		b.onRemove()
+	}
+	return err
 }
 func (b *recordingBackend) Reconcile(_ context.Context, want []netip.Prefix) (int, int, error) {
 	b.mu.Lock()
@@ -261,4 +269,50 @@ func TestMaxPrefixes(t *testing.T) {
 	waitFor(t, "uncapped", 5*time.Second, func() bool {
 		return len(b.snapshot()) == 3 && !e.Status().Capped && entriesOf(t, svc, "null1", true) == 3
 	})
+}
+
+// An entry that falls due while a batch of unblocks is applied is
+// withdrawn right after it, not left until some other change: the next
+// expiry is looked for after the time the unblock queue was read, not
+// after the end of the work.
+func TestExpiryDuringABatchIsNotMissed(t *testing.T) {
+	clk := queuetest.NewClock(queuetest.Start)
+	svc := newService(t, clk)
+	b := newRecordingBackend()
+	b.onRemove = func() { clk.Advance(10 * time.Millisecond) }
+	start(t, svc, b, Config{})
+	block(t, svc, "198.51.100.1", "1")
+	clk.Advance(5 * time.Millisecond)
+	block(t, svc, "198.51.100.2", "1") // due 5 ms after the first
+	waitFor(t, "both installed", 5*time.Second, func() bool { return len(b.snapshot()) == 2 })
+	clk.Advance(995 * time.Millisecond) // the first is due, the second is not
+	waitFor(t, "both withdrawn", 5*time.Second, func() bool {
+		return len(b.snapshot()) == 0 && entriesOf(t, svc, "null1", true) == 0
+	})
+}
+
+// Many near-simultaneous expiries on the real clock: every one is
+// withdrawn within a second of its end.
+func TestManyNearSimultaneousExpiries(t *testing.T) {
+	svc := newService(t, nil)
+	b := newRecordingBackend()
+	start(t, svc, b, Config{})
+	ctx := context.Background()
+	var reqs []queue.BlockRequest
+	end := time.Now().Add(1500 * time.Millisecond)
+	for i := range 300 {
+		r := queuetest.Req(fmt.Sprintf("198.18.%d.%d", i/256, i%256), "0")
+		r.UnblockAt = end.Add(time.Duration(i) * time.Millisecond).UTC().Format(time.RFC3339Nano)
+		reqs = append(reqs, r)
+	}
+	if _, err := svc.MBlock(ctx, reqs); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "all installed", 10*time.Second, func() bool { return len(b.snapshot()) == 300 })
+	waitFor(t, "all withdrawn within a second of the last end", time.Until(end.Add(300*time.Millisecond+time.Second)), func() bool {
+		return len(b.snapshot()) == 0
+	})
+	if n := entriesOf(t, svc, "null1", true); n != 0 {
+		t.Fatalf("%d entries still open", n)
+	}
 }

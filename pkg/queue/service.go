@@ -272,6 +272,14 @@ func (s *Service) NextUnblockAt(ctx context.Context) (time.Time, bool, error) {
 	return s.store.NextUnblockAt(ctx, s.Now())
 }
 
+// NextUnblockAfter is the earliest end after t among open entries. An
+// enforcer passes the time it read its unblock queue at (or before): an
+// entry that fell due while it worked is then returned (in the past), not
+// skipped as NextUnblockAt at the end of the work would.
+func (s *Service) NextUnblockAfter(ctx context.Context, t time.Time) (time.Time, bool, error) {
+	return s.store.NextUnblockAt(ctx, t.UTC().Truncate(time.Microsecond))
+}
+
 // checked is a request that passed validation.
 type checked struct {
 	req      BlockRequest
