@@ -1064,3 +1064,26 @@ func TestConcurrentApplyBlocks(t *testing.T) {
 		}
 	}
 }
+
+// A new database file, and the WAL files SQLite adds, are readable by
+// their owner only: they hold password and token hashes.
+func TestNewFileIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "bhrd.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := fi.Mode().Perm(); m&0o077 != 0 {
+			t.Errorf("%s: mode %o, want no group or other access", p, m)
+		}
+	}
+}
