@@ -156,10 +156,19 @@ func (a *API) routes() *gin.Engine {
 		writeJSON(c, http.StatusNotFound, detail("Not found."))
 	})
 	e.NoMethod(func(c *gin.Context) {
+		// gin has set Allow to the path's methods.
+		if c.Request.Method == http.MethodOptions {
+			c.Writer.Header().Set("Allow", c.Writer.Header().Get("Allow")+", OPTIONS")
+			c.Status(http.StatusNoContent)
+			c.Writer.WriteHeaderNow()
+			return
+		}
 		writeJSON(c, http.StatusMethodNotAllowed, detail(fmt.Sprintf("Method %q not allowed.", c.Request.Method)))
 	})
 
-	e.GET("/healthz", func(c *gin.Context) { writeJSON(c, http.StatusOK, map[string]string{"status": "ok"}) })
+	healthz := func(c *gin.Context) { writeJSON(c, http.StatusOK, map[string]string{"status": "ok"}) }
+	e.GET("/healthz", healthz)
+	e.HEAD("/healthz", healthz)
 
 	g := e.Group("/bhr", a.authenticate, func(c *gin.Context) { withActor(c) })
 	read := a.require(auth.PermRead)
@@ -179,6 +188,12 @@ func (a *API) routes() *gin.Engine {
 		p := strings.TrimSuffix(path, "/")
 		g.Handle(method, p, hs...)
 		g.Handle(method, p+"/", hs...)
+		if method == http.MethodGet {
+			// Django answered HEAD on every GET view; probes use it. The
+			// server discards the body.
+			g.Handle(http.MethodHead, p, hs...)
+			g.Handle(http.MethodHead, p+"/", hs...)
+		}
 	}
 
 	// Blocks (blocks.go).
@@ -196,8 +211,10 @@ func (a *API) routes() *gin.Engine {
 
 	// Queues (queue.go). Idents may contain slashes, as BHR's ".+" allowed.
 	g.GET("/api/queue/*ident", a.require(auth.PermAddBlockEntry), a.getBlockQueue)
+	g.HEAD("/api/queue/*ident", a.require(auth.PermAddBlockEntry), a.getBlockQueue)
 	g.POST("/api/set_blocked_multi/*ident", a.require(auth.PermAddBlockEntry), a.postSetBlockedMulti)
 	g.GET("/api/unblock_queue/*ident", a.require(auth.PermChangeBlockEntry), a.getUnblockQueue)
+	g.HEAD("/api/unblock_queue/*ident", a.require(auth.PermChangeBlockEntry), a.getUnblockQueue)
 	both("POST", "api/set_unblocked_multi", a.require(auth.PermChangeBlockEntry), a.postSetUnblockedMulti)
 	both("GET", "api/idents", read, a.listIdents)
 
@@ -208,7 +225,9 @@ func (a *API) routes() *gin.Engine {
 
 	// History (query.go). A cidr has a slash in it: a wildcard route.
 	g.GET("/api/query/*cidr", read, a.getQuery(false))
+	g.HEAD("/api/query/*cidr", read, a.getQuery(false))
 	g.GET("/api/query_limited/*cidr", limited, a.getQuery(true))
+	g.HEAD("/api/query_limited/*cidr", limited, a.getQuery(true))
 
 	// Whitelist and source blacklist (whitelist.go, blacklist.go).
 	both("GET", "api/whitelist", read, a.listWhitelist)

@@ -113,6 +113,7 @@ var suite = []struct {
 	{"ReportIDLimits", testReportIDLimits},
 	{"EventsFromTheService", testEventsFromTheService},
 	{"Idents", testIdents},
+	{"HeadAndOptions", testHeadAndOptions},
 }
 
 func TestAPI(t *testing.T) {
