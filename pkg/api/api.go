@@ -28,6 +28,7 @@ const (
 	DefaultMaxBodyBytes   = 1 << 20
 	DefaultMaxMBlockItems = 1000
 	DefaultLongPollMax    = 60 * time.Second
+	DefaultBodyTimeout    = 10 * time.Second
 )
 
 // Options configure the API.
@@ -91,6 +92,9 @@ func New(opts Options) (*API, error) {
 	}
 	if c.LongPollMax <= 0 {
 		c.LongPollMax = DefaultLongPollMax
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = DefaultBodyTimeout
 	}
 	base, err := parseBaseURL(c.BaseURL)
 	if err != nil {

@@ -69,6 +69,9 @@ type API struct {
 	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
 	MaxMBlockItems int           `yaml:"max_mblock_items"`
 	LongPollMax    time.Duration `yaml:"long_poll_max"`
+	// BodyTimeout bounds how long a request body may take to arrive after
+	// its headers (408 and the connection closed past it).
+	BodyTimeout time.Duration `yaml:"body_timeout"`
 	// UnauthenticatedLimitedQuery keeps BHR's setting name.
 	UnauthenticatedLimitedQuery bool          `yaml:"unauthenticated_limited_query"`
 	ShutdownTimeout             time.Duration `yaml:"shutdown_timeout"`
@@ -159,6 +162,7 @@ func Default() Config {
 			MaxBodyBytes:    1 << 20,
 			MaxMBlockItems:  1000,
 			LongPollMax:     60 * time.Second,
+			BodyTimeout:     10 * time.Second,
 			ShutdownTimeout: 10 * time.Second,
 		},
 		Policy: Policy{
@@ -327,6 +331,9 @@ func (c Config) Validate() error {
 	}
 	if c.API.LongPollMax <= 0 || c.API.LongPollMax > 10*time.Minute {
 		ps.add("api.long_poll_max", "must be between 1s and 10m")
+	}
+	if c.API.BodyTimeout <= 0 || c.API.BodyTimeout > 10*time.Minute {
+		ps.add("api.body_timeout", "must be between 1ns and 10m (e.g. 10s)")
 	}
 	if c.API.ShutdownTimeout <= 0 {
 		ps.add("api.shutdown_timeout", "must be positive")
