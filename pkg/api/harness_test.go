@@ -114,6 +114,7 @@ var suite = []struct {
 	{"EventsFromTheService", testEventsFromTheService},
 	{"Idents", testIdents},
 	{"HeadAndOptions", testHeadAndOptions},
+	{"BadText", testBadText},
 }
 
 func TestAPI(t *testing.T) {

@@ -69,7 +69,7 @@ func (a *API) getMetrics(c *gin.Context) {
 	fmt.Fprintf(&b, "bhr_pending_total{type=\"unblock\"} %d\n", st.UnblockPending)
 	b.WriteString("# HELP bhr_blocked_total_by_source total hosts blocked by each source\n# TYPE bhr_blocked_total_by_source gauge\n")
 	for _, src := range slices.Sorted(maps.Keys(st.Sources)) {
-		fmt.Fprintf(&b, "bhr_blocked_total_by_source{source=\"%s\"} %d\n", labelEscaper.Replace(src), st.Sources[src])
+		fmt.Fprintf(&b, "bhr_blocked_total_by_source{source=\"%s\"} %d\n", labelEscaper.Replace(strings.ToValidUTF8(src, "\uFFFD")), st.Sources[src])
 	}
 	c.Header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	c.Status(http.StatusOK)

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -196,7 +198,7 @@ func principalOf(u User, tokenID int64) *Principal {
 
 // Token authenticates an API token secret.
 func (a *Authenticator) Token(ctx context.Context, secret string) (*Principal, error) {
-	if secret == "" {
+	if secret == "" || !utf8.ValidString(secret) || strings.IndexByte(secret, 0) >= 0 {
 		return nil, ErrInvalidCredentials
 	}
 	k := cacheKey("token", secret, "")
@@ -231,7 +233,8 @@ func (a *Authenticator) Token(ctx context.Context, secret string) (*Principal, e
 
 // Basic authenticates a username and password (HTTP Basic).
 func (a *Authenticator) Basic(ctx context.Context, username, password string) (*Principal, error) {
-	if username == "" || password == "" {
+	if username == "" || password == "" || !utf8.ValidString(username) || strings.IndexByte(username, 0) >= 0 {
+		// No store can hold such a name; do not ask one.
 		return nil, ErrInvalidCredentials
 	}
 	k := cacheKey("basic", username, password)

@@ -20,6 +20,7 @@ var (
 	ErrInvalidBool     = errors.New("invalid boolean")
 	ErrPastEnd         = errors.New("unblock_at in the past")
 	ErrInvalidField    = errors.New("invalid field") // found while decoding
+	ErrInvalidText     = errors.New("invalid text")  // not UTF-8, or a NUL
 	ErrTooMany         = errors.New("too many items")
 
 	// Policy rejections: the request is well formed but refused.

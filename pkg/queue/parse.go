@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxCIDRLength is BHR's limit on the cidr field.
@@ -12,6 +13,32 @@ const MaxCIDRLength = 50
 
 // MaxSourceLength is BHR's limit on the source field.
 const MaxSourceLength = 30
+
+// MaxWhyLength bounds the why of a block, an unblock or a list entry, in
+// bytes: a reason, not a document (it is copied into every audit line).
+const MaxWhyLength = 10000
+
+// CheckText refuses a string no store can keep as the same text: invalid
+// UTF-8 (PostgreSQL refuses it, SQLite would keep the bytes and break
+// every reader that expects text) or a NUL byte. Front ends use it for
+// text they pass on as filters (?source=, ?ident=).
+func CheckText(field, s string) error {
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		return fieldErr(field, ErrInvalidText, "Must be UTF-8 text without NUL characters.")
+	}
+	return nil
+}
+
+// checkWhy is CheckText and MaxWhyLength for a why field.
+func checkWhy(why string) error {
+	if err := CheckText("why", why); err != nil {
+		return err
+	}
+	if len(why) > MaxWhyLength {
+		return fieldErr("why", ErrFieldTooLong, "Ensure this field has no more than %d bytes.", MaxWhyLength)
+	}
+	return nil
+}
 
 // maxDuration keeps now+duration far from time.Time's range.
 const maxDuration = 200 * 365 * 24 * time.Hour

@@ -312,14 +312,20 @@ func (s *Service) validate(r BlockRequest, now time.Time) (checked, error) {
 		}
 	}
 	if !bad("source") {
-		if utf8.RuneCountInString(r.Source) > MaxSourceLength {
+		if err := CheckText("source", r.Source); err != nil {
+			add(err)
+		} else if utf8.RuneCountInString(r.Source) > MaxSourceLength {
 			add(fieldErr("source", ErrFieldTooLong, "Ensure this field has no more than %d characters.", MaxSourceLength))
 		} else if r.Source == "" {
 			add(fieldErr("source", ErrFieldRequired, "This field is required."))
 		}
 	}
-	if !bad("why") && r.Why == "" {
-		add(fieldErr("why", ErrFieldRequired, "This field is required."))
+	if !bad("why") {
+		if r.Why == "" {
+			add(fieldErr("why", ErrFieldRequired, "This field is required."))
+		} else {
+			add(checkWhy(r.Why))
+		}
 	}
 	if !bad("duration") {
 		if c.duration, err = ParseDuration(r.Duration); err != nil {
@@ -544,6 +550,8 @@ func (s *Service) UnblockNow(ctx context.Context, cidr, why string) (Block, erro
 	fes = fes.add(err)
 	if why == "" {
 		fes = fes.add(fieldErr("why", ErrFieldRequired, "This field is required."))
+	} else {
+		fes = fes.add(checkWhy(why))
 	}
 	if err := fes.err(); err != nil {
 		s.events.Refused(ctx, "unblock_now", err)
@@ -762,6 +770,9 @@ func (s *Service) GetBlock(ctx context.Context, id int64) (Block, error) {
 
 // ListBlocks streams blocks; opts.Now defaults to the service clock.
 func (s *Service) ListBlocks(ctx context.Context, opts ListOptions, fn func(Block) error) error {
+	if err := CheckText("source", opts.Source); err != nil {
+		return err
+	}
 	if opts.Now.IsZero() {
 		opts.Now = s.Now()
 	}
@@ -770,6 +781,9 @@ func (s *Service) ListBlocks(ctx context.Context, opts ListOptions, fn func(Bloc
 
 // ListEntries streams entries.
 func (s *Service) ListEntries(ctx context.Context, opts EntryListOptions, fn func(Entry) error) error {
+	if err := CheckText("ident", opts.Ident); err != nil {
+		return err
+	}
 	return s.store.ListEntries(ctx, opts, fn)
 }
 
@@ -796,6 +810,8 @@ func (s *Service) AddWhitelist(ctx context.Context, cidr, why string) (Whitelist
 	fes = fes.add(err)
 	if why == "" {
 		fes = fes.add(fieldErr("why", ErrFieldRequired, "This field is required."))
+	} else {
+		fes = fes.add(checkWhy(why))
 	}
 	if err := fes.err(); err != nil {
 		s.events.Refused(ctx, "whitelist_add", err)
@@ -839,11 +855,15 @@ func (s *Service) AddSourceBlacklist(ctx context.Context, source, why string) (S
 	var fes FieldErrors
 	if source == "" {
 		fes = fes.add(fieldErr("source", ErrFieldRequired, "This field is required."))
+	} else if err := CheckText("source", source); err != nil {
+		fes = fes.add(err)
 	} else if utf8.RuneCountInString(source) > MaxSourceLength {
 		fes = fes.add(fieldErr("source", ErrFieldTooLong, "Ensure this field has no more than %d characters.", MaxSourceLength))
 	}
 	if why == "" {
 		fes = fes.add(fieldErr("why", ErrFieldRequired, "This field is required."))
+	} else {
+		fes = fes.add(checkWhy(why))
 	}
 	if err := fes.err(); err != nil {
 		s.events.Refused(ctx, "source_blacklist_add", err)
@@ -911,7 +931,7 @@ func checkIdent(ident string) error {
 	if len(ident) > MaxIdentLength {
 		return fieldErr("ident", ErrFieldTooLong, "ident is longer than %d characters", MaxIdentLength)
 	}
-	return nil
+	return CheckText("ident", ident)
 }
 
 func dedupe(ids []int64) []int64 {
