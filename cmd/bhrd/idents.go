@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bhrd/bhrd/internal/app"
+	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/config"
 	"github.com/bhrd/bhrd/pkg/queue"
 )
@@ -94,24 +95,11 @@ func cmdIdent(args []string, stdout, stderr io.Writer) error {
 // audit log and runs fn with the queue Service over them, the local
 // account as actor.
 func withService(cfgPath string, fn func(ctx context.Context, svc *queue.Service) error) error {
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		return err
-	}
-	aud, err := openAudit(cfg.Log.Audit)
-	if err != nil {
-		return err
-	}
-	defer aud.Close()
-	ctx := queue.WithActor(context.Background(), cliActor())
-	st, _, err := app.OpenMigrated(ctx, cfg.Store)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	svc, err := app.NewService(st, cfg, nil, aud)
-	if err != nil {
-		return err
-	}
-	return fn(ctx, svc)
+	return withStore(cfgPath, func(ctx context.Context, cfg config.Config, st app.Store, aud *audit.Logger) error {
+		svc, err := app.NewService(st, cfg, nil, aud)
+		if err != nil {
+			return err
+		}
+		return fn(queue.WithActor(ctx, cliActor()), svc)
+	})
 }

@@ -192,17 +192,7 @@ func TestProcessNullroute(t *testing.T) {
 	}()
 	post := func(path string, form url.Values, want int) {
 		t.Helper()
-		req, _ := http.NewRequest("POST", base+path, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Authorization", "Token "+token)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Fatalf("POST %s: %s, want %d", path, resp.Status, want)
-		}
+		postFormAs(t, client, base+path, token, form, want)
 	}
 	block := func(cidr, duration string) {
 		t.Helper()

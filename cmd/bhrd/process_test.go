@@ -183,17 +183,7 @@ enforcers:
 	// while bhrd was down is not announced again, the rest is.
 	postForm := func(path string, form url.Values, want int) {
 		t.Helper()
-		req, _ := http.NewRequest("POST", base+path, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Authorization", "Token "+token)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Fatalf("POST %s: %s, want %d", path, resp.Status, want)
-		}
+		postFormAs(t, client, base+path, token, form, want)
 	}
 	pfx := func(ss ...string) []netip.Prefix {
 		var out []netip.Prefix
@@ -267,5 +257,21 @@ enforcers:
 	t.Logf("stopped in %s", time.Since(start).Round(time.Millisecond))
 	if !strings.Contains(logBuf.String(), `"msg":"bhrd stopped"`) {
 		t.Errorf("no \"bhrd stopped\" in the log")
+	}
+}
+
+// postFormAs POSTs a form with a token and checks the status.
+func postFormAs(t *testing.T, client *http.Client, url, token string, form url.Values, want int) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Token "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		t.Fatalf("POST %s: %s, want %d", url, resp.Status, want)
 	}
 }

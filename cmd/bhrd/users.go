@@ -61,6 +61,15 @@ func cliActor() audit.Actor {
 // withAuth loads the config, opens (and migrates) the store and the audit
 // log and runs fn with an Authenticator over it.
 func withAuth(cfgPath string, fn func(ctx context.Context, a *auth.Authenticator, aud *audit.Logger) error) error {
+	return withStore(cfgPath, func(ctx context.Context, _ config.Config, st app.Store, aud *audit.Logger) error {
+		// No cache: every command does one thing and exits.
+		return fn(ctx, auth.NewAuthenticator(st, auth.AuthenticatorOptions{CacheTTL: -1}), aud)
+	})
+}
+
+// withStore loads the config, opens (and migrates) the store and the
+// audit log, and runs fn with them; the store and log are closed after.
+func withStore(cfgPath string, fn func(ctx context.Context, cfg config.Config, st app.Store, aud *audit.Logger) error) error {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
@@ -76,8 +85,7 @@ func withAuth(cfgPath string, fn func(ctx context.Context, a *auth.Authenticator
 		return err
 	}
 	defer st.Close()
-	// No cache: every command does one thing and exits.
-	return fn(ctx, auth.NewAuthenticator(st, auth.AuthenticatorOptions{CacheTTL: -1}), aud)
+	return fn(ctx, cfg, st, aud)
 }
 
 func cmdUser(args []string, stdout, stderr io.Writer) error {

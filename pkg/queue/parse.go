@@ -29,13 +29,30 @@ func CheckText(field, s string) error {
 	return nil
 }
 
-// checkWhy is CheckText and MaxWhyLength for a why field.
+// checkWhy is the rule of every why: required, text, MaxWhyLength.
 func checkWhy(why string) error {
+	if why == "" {
+		return fieldErr("why", ErrFieldRequired, "This field is required.")
+	}
 	if err := CheckText("why", why); err != nil {
 		return err
 	}
 	if len(why) > MaxWhyLength {
 		return fieldErr("why", ErrFieldTooLong, "Ensure this field has no more than %d bytes.", MaxWhyLength)
+	}
+	return nil
+}
+
+// checkSource is the rule of every source: required, text, at most
+// MaxSourceLength characters.
+func checkSource(source string) error {
+	switch {
+	case source == "":
+		return fieldErr("source", ErrFieldRequired, "This field is required.")
+	case !utf8.ValidString(source) || strings.IndexByte(source, 0) >= 0:
+		return CheckText("source", source)
+	case utf8.RuneCountInString(source) > MaxSourceLength:
+		return fieldErr("source", ErrFieldTooLong, "Ensure this field has no more than %d characters.", MaxSourceLength)
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 )
 
 // Clock tells the time. Tests inject a fake one so that expiry never
@@ -312,20 +311,10 @@ func (s *Service) validate(r BlockRequest, now time.Time) (checked, error) {
 		}
 	}
 	if !bad("source") {
-		if err := CheckText("source", r.Source); err != nil {
-			add(err)
-		} else if utf8.RuneCountInString(r.Source) > MaxSourceLength {
-			add(fieldErr("source", ErrFieldTooLong, "Ensure this field has no more than %d characters.", MaxSourceLength))
-		} else if r.Source == "" {
-			add(fieldErr("source", ErrFieldRequired, "This field is required."))
-		}
+		add(checkSource(r.Source))
 	}
 	if !bad("why") {
-		if r.Why == "" {
-			add(fieldErr("why", ErrFieldRequired, "This field is required."))
-		} else {
-			add(checkWhy(r.Why))
-		}
+		add(checkWhy(r.Why))
 	}
 	if !bad("duration") {
 		if c.duration, err = ParseDuration(r.Duration); err != nil {
@@ -548,11 +537,7 @@ func (s *Service) UnblockNow(ctx context.Context, cidr, why string) (Block, erro
 	var fes FieldErrors
 	p, err := ParseCIDR(cidr)
 	fes = fes.add(err)
-	if why == "" {
-		fes = fes.add(fieldErr("why", ErrFieldRequired, "This field is required."))
-	} else {
-		fes = fes.add(checkWhy(why))
-	}
+	fes = fes.add(checkWhy(why))
 	if err := fes.err(); err != nil {
 		s.events.Refused(ctx, "unblock_now", err)
 		return Block{}, err
@@ -808,11 +793,7 @@ func (s *Service) AddWhitelist(ctx context.Context, cidr, why string) (Whitelist
 	var fes FieldErrors
 	p, err := ParseCIDR(cidr)
 	fes = fes.add(err)
-	if why == "" {
-		fes = fes.add(fieldErr("why", ErrFieldRequired, "This field is required."))
-	} else {
-		fes = fes.add(checkWhy(why))
-	}
+	fes = fes.add(checkWhy(why))
 	if err := fes.err(); err != nil {
 		s.events.Refused(ctx, "whitelist_add", err)
 		return WhitelistEntry{}, err
@@ -853,18 +834,8 @@ func (s *Service) DeleteWhitelist(ctx context.Context, id int64) error {
 // actor's name.
 func (s *Service) AddSourceBlacklist(ctx context.Context, source, why string) (SourceBlacklistEntry, error) {
 	var fes FieldErrors
-	if source == "" {
-		fes = fes.add(fieldErr("source", ErrFieldRequired, "This field is required."))
-	} else if err := CheckText("source", source); err != nil {
-		fes = fes.add(err)
-	} else if utf8.RuneCountInString(source) > MaxSourceLength {
-		fes = fes.add(fieldErr("source", ErrFieldTooLong, "Ensure this field has no more than %d characters.", MaxSourceLength))
-	}
-	if why == "" {
-		fes = fes.add(fieldErr("why", ErrFieldRequired, "This field is required."))
-	} else {
-		fes = fes.add(checkWhy(why))
-	}
+	fes = fes.add(checkSource(source))
+	fes = fes.add(checkWhy(why))
 	if err := fes.err(); err != nil {
 		s.events.Refused(ctx, "source_blacklist_add", err)
 		return SourceBlacklistEntry{}, err
