@@ -53,8 +53,7 @@ func (a *API) readBodyInTime(c *gin.Context) bool {
 		return false
 	}
 	_ = rc.SetReadDeadline(time.Time{})
-	switch {
-	case err == nil:
+	if err == nil {
 		c.Request.Body = io.NopCloser(bytes.NewReader(b))
 		return true
 	}
