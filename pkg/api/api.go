@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,9 +65,7 @@ type API struct {
 	base   string // scheme://host[/prefix] from config, "" = from the request
 	engine *gin.Engine
 
-	waiting atomic.Int64
-	// requery bounds the woken long polls reading their queues at once.
-	requery   chan struct{}
+	waiting   atomic.Int64
 	drain     chan struct{}
 	drainOnce sync.Once
 }
@@ -101,17 +98,16 @@ func New(opts Options) (*API, error) {
 		return nil, err
 	}
 	a := &API{
-		svc:     opts.Service,
-		auth:    opts.Auth,
-		log:     opts.Logger,
-		audit:   opts.Audit,
-		onReq:   opts.OnRequest,
-		peers:   opts.BGPPeers,
-		cfg:     c,
-		local:   opts.LocalNetworks,
-		base:    base,
-		drain:   make(chan struct{}),
-		requery: make(chan struct{}, 2*runtime.GOMAXPROCS(0)),
+		svc:   opts.Service,
+		auth:  opts.Auth,
+		log:   opts.Logger,
+		audit: opts.Audit,
+		onReq: opts.OnRequest,
+		peers: opts.BGPPeers,
+		cfg:   c,
+		local: opts.LocalNetworks,
+		base:  base,
+		drain: make(chan struct{}),
 	}
 	// gin's mode is process-wide; debug mode prints every route to stdout.
 	ginMode.Do(func() { gin.SetMode(gin.ReleaseMode) })

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"math"
 	"net/http"
@@ -71,11 +70,11 @@ func (a *API) getBlockQueue(c *gin.Context) {
 		defer t.Stop()
 		deadline = t.C
 	}
-	for woken := false; ; woken = true {
+	for {
 		// Taken before reading the queue, so that a block added between
 		// the read and the wait still wakes us.
 		changed := a.svc.Changed()
-		items, err := a.readQueue(ctx, ident, since, woken)
+		items, err := a.svc.BlockQueue(ctx, ident, since, queue.QueueLimit)
 		if err != nil {
 			a.writeError(c, err)
 			return
@@ -100,22 +99,6 @@ func (a *API) getBlockQueue(c *gin.Context) {
 		a.writeQueue(c, items)
 		return
 	}
-}
-
-// readQueue reads ident's block queue. A poll woken by a change waits
-// for one of a few slots first: a change wakes every parked poll at
-// once, and a thousand re-reads running together would starve the
-// request that made the change of CPU before it can answer.
-func (a *API) readQueue(ctx context.Context, ident string, since time.Time, woken bool) ([]queue.QueueItem, error) {
-	if woken {
-		select {
-		case a.requery <- struct{}{}:
-			defer func() { <-a.requery }()
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	return a.svc.BlockQueue(ctx, ident, since, queue.QueueLimit)
 }
 
 func (a *API) writeQueue(c *gin.Context, items []queue.QueueItem) {
