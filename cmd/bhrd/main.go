@@ -12,11 +12,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/bhrd/bhrd/internal/app"
+	_ "github.com/bhrd/bhrd/internal/planes" // every built-in plane
 	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/config"
 )
@@ -153,54 +153,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	log.Info("bhrd started", zap.String("version", version), zap.String("config", *cfgPath),
 		zap.String("store", cfg.Store.Driver), zap.String("api", a.APIAddr()))
-	go a.Notify(ctx)
-	for done := false; !done; {
-		select {
-		case <-ctx.Done():
-			done = true
-		case <-hup:
-			a.NotifyReload(func() { reload(a, *cfgPath, log) })
-		}
-	}
-	stop()
-	app.NotifyStopping()
-	log.Info("shutting down", zap.Duration("timeout", cfg.API.ShutdownTimeout))
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.API.ShutdownTimeout)
-	defer cancel()
-	// Stop hands every part sctx, but a part stuck in a call that ignores
-	// it (a hung backend, a store connection that never comes back) must
-	// not keep the process alive: past the timeout and a second's grace,
-	// give up on it.
-	stopped := make(chan error, 1)
-	go func() { stopped <- a.Stop(sctx) }()
-	grace := time.NewTimer(cfg.API.ShutdownTimeout + time.Second)
-	defer grace.Stop()
-	select {
-	case err := <-stopped:
-		if err != nil {
-			log.Error("shutdown", zap.Error(err))
-			return err
-		}
-	case <-grace.C:
-		err := fmt.Errorf("shutdown did not finish within shutdown_timeout (%s); exiting anyway", cfg.API.ShutdownTimeout)
-		log.Error("shutdown", zap.Error(err))
-		return err
-	}
-	log.Info("bhrd stopped")
-	return nil
-}
-
-// reload re-reads the config file on SIGHUP. A file that does not load
-// changes nothing.
-func reload(a *app.App, path string, log *zap.Logger) {
-	cfg, err := config.Load(path)
-	if err != nil {
-		log.Error("config reload failed; nothing changed", zap.String("file", path), zap.Error(err))
-		return
-	}
-	if _, err := a.Reload(path, cfg); err != nil {
-		log.Error("config reload failed", zap.String("file", path), zap.Error(err))
-	}
+	// Once shutdown begins, a second SIGINT or SIGTERM kills at once.
+	go func() { <-ctx.Done(); stop() }()
+	return a.Run(ctx, app.RunOptions{ConfigPath: *cfgPath, Reload: hup})
 }
 
 func cmdMigrate(args []string, stdout, stderr io.Writer) error {

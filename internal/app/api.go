@@ -32,7 +32,7 @@ func (a *App) startAPI(ctx context.Context) error {
 		return fmt.Errorf("api listen %s: %w", c.Listen, err)
 	}
 	a.listener = ln
-	a.httpSrv = &http.Server{
+	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		// No WriteTimeout: long polls last up to api.long_poll_max and
@@ -43,20 +43,28 @@ func (a *App) startAPI(ctx context.Context) error {
 	}
 	// Parked long polls answer at once when shutdown starts, instead of
 	// holding it up for up to api.long_poll_max.
-	a.httpSrv.RegisterOnShutdown(bhr.Drain)
-	a.wg.Add(1)
+	srv.RegisterOnShutdown(bhr.Drain)
+	served := make(chan struct{})
 	go func() {
-		defer a.wg.Done()
+		defer close(served)
 		var err error
 		if c.TLSCert != "" {
-			err = a.httpSrv.ServeTLS(ln, c.TLSCert, c.TLSKey)
+			err = srv.ServeTLS(ln, c.TLSCert, c.TLSKey)
 		} else {
-			err = a.httpSrv.Serve(ln)
+			err = srv.Serve(ln)
 		}
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("api server", zap.Error(err))
 		}
 	}()
+	// In-flight requests finish within the stop's context.
+	a.life.onStop("api", func(ctx context.Context) error {
+		err := srv.Shutdown(ctx)
+		if err == nil {
+			<-served
+		}
+		return err
+	})
 	a.log.Info("api listening", zap.String("addr", ln.Addr().String()), zap.Bool("tls", c.TLSCert != ""))
 	return nil
 }
@@ -65,11 +73,7 @@ func (a *App) startAPI(ctx context.Context) error {
 func (a *App) newAPI() (*api.API, error) {
 	cfg := a.opts.Config
 	var local []netip.Prefix
-	for _, n := range cfg.Policy.LocalNetworks {
-		p, err := netip.ParsePrefix(n)
-		if err != nil {
-			return nil, fmt.Errorf("policy.local_networks: %q: %w", n, err)
-		}
+	for _, p := range cfg.Policy.LocalNetworks {
 		local = append(local, p.Masked())
 	}
 	h, err := api.New(api.Options{

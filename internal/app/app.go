@@ -2,10 +2,8 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,8 +11,10 @@ import (
 	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
 
+	_ "github.com/bhrd/bhrd/internal/planes" // every built-in plane
 	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/config"
+	"github.com/bhrd/bhrd/pkg/plane"
 	"github.com/bhrd/bhrd/pkg/queue"
 )
 
@@ -47,19 +47,16 @@ type App struct {
 	reloadMu sync.Mutex
 	cfg      config.Config
 
-	httpSrv  *http.Server
 	listener net.Listener
+
+	// life is what has started, stopped in reverse by Stop.
+	life lifecycle
 
 	enfMu sync.RWMutex // guards enforcers against scrapes and health checks
 	// readySent is set once READY=1 went to systemd.
 	readySent atomic.Bool
 
 	enforcers []*runningEnforcer
-	enfCancel context.CancelFunc
-	enfWG     sync.WaitGroup
-
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
 }
 
 // New opens and migrates the store and builds the service. Nothing
@@ -82,6 +79,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{opts: opts, log: opts.Logger, store: st, svc: svc, audit: opts.Audit, mets: m, cfg: opts.Config}
+	a.life.onStop("store", func(context.Context) error { return st.Close() })
 	m.reg.MustRegister(scrapeCollector{a})
 	return a, nil
 }
@@ -99,19 +97,14 @@ func NewService(st queue.Store, c config.Config, clock queue.Clock, aud *audit.L
 		queue.WithMaxIdents(c.Store.MaxIdents), queue.WithIdentIdleAfter(c.Store.IdentIdleAfter))
 }
 
-// PolicyFromConfig maps the policy section to the queue's Policy.
+// PolicyFromConfig maps the policy section to the queue's Policy, with
+// the addresses every plane protects.
 func PolicyFromConfig(c config.Config) queue.Policy {
-	p := c.Policy
-	return queue.Policy{
-		Protected:              protectedPrefixes(c),
-		MinimumPrefixLen:       p.MinimumPrefixLen,
-		MinimumPrefixLenV6:     p.MinimumPrefixLenV6,
-		TimeWindowFactor:       p.TimeWindowFactor,
-		MinimumTimeWindow:      p.MinimumTimeWindow,
-		PenaltyTimeMultiplier:  p.PenaltyTimeMultiplier,
-		ReturnToBaseMultiplier: p.ReturnToBaseMultiplier,
-		ReturnToBaseFactor:     p.ReturnToBaseFactor,
+	p := c.Policy.Rules()
+	for _, t := range plane.All() {
+		p.Protected = append(p.Protected, t.Protected(c)...)
 	}
+	return p
 }
 
 // Service returns the queue service.
@@ -120,32 +113,43 @@ func (a *App) Service() *queue.Service { return a.svc }
 // Store returns the store.
 func (a *App) Store() Store { return a.store }
 
-// Start loads the lists, starts background work and the API server.
-func (a *App) Start(ctx context.Context) error {
+// Start loads the lists, starts background work, the enforcers and the
+// API server. Every part that starts is on the lifecycle stack at once:
+// a failed Start has already stopped what it started (the store stays
+// open for Stop).
+func (a *App) Start(ctx context.Context) (err error) {
+	mark := a.life.depth()
+	defer func() {
+		if err != nil {
+			_ = a.life.stopTo(context.Background(), mark)
+		}
+	}()
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a.cancel = cancel
-	if err := a.svc.Start(runCtx); err != nil {
+	var wg sync.WaitGroup
+	a.life.onStop("background work", func(context.Context) error {
 		cancel()
+		wg.Wait()
+		return nil
+	})
+	if err := a.svc.Start(runCtx); err != nil {
 		return fmt.Errorf("start queue service: %w", err)
 	}
 	if d := a.opts.Config.Store.PruneAfter; d > 0 {
-		a.wg.Add(1)
+		wg.Add(1)
 		go func() {
-			defer a.wg.Done()
+			defer wg.Done()
 			a.pruneLoop(runCtx, d)
 		}()
 	}
 	if err := a.startEnforcers(runCtx); err != nil {
-		cancel()
 		return err
 	}
-	if err := a.startAPI(runCtx); err != nil {
-		_ = a.stopEnforcers(context.Background())
-		cancel()
-		return err
-	}
-	return nil
+	return a.startAPI(runCtx)
 }
+
+// OnStop puts a part an embedder started on the lifecycle stack: Stop
+// runs it before the parts started earlier.
+func (a *App) OnStop(name string, fn func(context.Context) error) { a.life.onStop(name, fn) }
 
 // pruneLoop deletes closed history hourly.
 func (a *App) pruneLoop(ctx context.Context, age time.Duration) {
@@ -167,24 +171,9 @@ func (a *App) pruneLoop(ctx context.Context, age time.Duration) {
 	}
 }
 
-// Stop shuts down the API (finishing in-flight requests within ctx),
-// background work and the store.
+// Stop stops every part in the reverse order of its start: the API
+// (in-flight requests finish within ctx), the enforcer loops, the
+// planes' instances, background work, the store. Errors are joined.
 func (a *App) Stop(ctx context.Context) error {
-	var errs []error
-	if a.httpSrv != nil {
-		if err := a.httpSrv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("stop api: %w", err))
-		}
-	}
-	if err := a.stopEnforcers(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	if a.cancel != nil {
-		a.cancel()
-	}
-	a.wg.Wait()
-	if err := a.store.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close store: %w", err))
-	}
-	return errors.Join(errs...)
+	return a.life.stop(ctx)
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/bhrd/bhrd/internal/app"
 	"github.com/bhrd/bhrd/internal/bgptest"
 	"github.com/bhrd/bhrd/pkg/bgp"
-	"github.com/bhrd/bhrd/pkg/config"
+	"github.com/bhrd/bhrd/pkg/plane/bgpplane"
 	"github.com/bhrd/bhrd/pkg/queue"
 )
 
@@ -230,7 +230,7 @@ func TestE2EBIRD(t *testing.T) {
 	d := bgptest.StartBIRD(t, bgptest.BIRDConfig{RouterASN: routerASN, SpeakerASN: speakerASN})
 	cfg := bgpConfig(t, t.TempDir(), d.Port)
 	// A large community too, as a site would tag its own blackholes.
-	cfg.Enforcers[0].BGP = &config.EnforcerBGP{LargeCommunities: []string{"65000:666:1"}}
+	cfg.Enforcers[0].Settings = bgpplane.Settings{LargeCommunities: []bgp.LargeCommunity{{GlobalAdmin: 65000, LocalData1: 666, LocalData2: 1}}}
 	a := startApp(t, app.Options{Config: cfg})
 	api := newClient(t, a.APIAddr(), newToken(t, a.Store()))
 	d.WaitSessionUp(20 * time.Second)

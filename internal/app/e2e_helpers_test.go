@@ -19,6 +19,7 @@ import (
 	"github.com/bhrd/bhrd/pkg/auth"
 	"github.com/bhrd/bhrd/pkg/bgp"
 	"github.com/bhrd/bhrd/pkg/config"
+	"github.com/bhrd/bhrd/pkg/plane/bgpplane"
 	"github.com/bhrd/bhrd/pkg/queue"
 )
 
@@ -48,13 +49,13 @@ func bgpConfig(t testing.TB, dir string, peerPort int) config.Config {
 	c.Log.Level = "warn"
 	c.Store.Path = filepath.Join(dir, "bhrd.db")
 	c.API.Listen = "127.0.0.1:0"
-	c.BGP.ASN = speakerASN
-	c.BGP.RouterID = routerID
-	c.BGP.ListenPort = -1
-	c.BGP.Peers = []config.Peer{{
-		Name: "router", Address: bgptest.Loopback.String(), ASN: routerASN,
-		Port: uint32(peerPort), HoldTime: 9 * time.Second,
-	}}
+	c = bgpplane.WithSection(c, bgpplane.Config{
+		ASN: speakerASN, RouterID: netip.MustParseAddr(routerID), ListenPort: -1,
+		Peers: []bgpplane.Peer{{
+			Name: "router", Address: bgptest.Loopback, ASN: routerASN,
+			Port: uint16(peerPort), HoldTime: 9 * time.Second,
+		}},
+	})
 	c.Enforcers = []config.Enforcer{{Ident: bgpIdent, Type: "bgp"}}
 	if err := c.Validate(); err != nil {
 		t.Fatalf("test config: %v", err)

@@ -9,6 +9,7 @@ import (
 	"github.com/bhrd/bhrd/internal/app"
 	"github.com/bhrd/bhrd/internal/bgptest"
 	"github.com/bhrd/bhrd/pkg/bgp"
+	"github.com/bhrd/bhrd/pkg/plane/bgpplane"
 )
 
 // TestE2EReloadBGPPeers: a SIGHUP-style reload adds a peer to a running
@@ -19,8 +20,9 @@ func TestE2EReloadBGPPeers(t *testing.T) {
 	r := bgptest.NewRouter(t, routerASN)
 	r.AddPeer(speakerASN, bgptest.PeerOptions{})
 	withPeer := bgpConfig(t, t.TempDir(), r.Port)
-	noPeer := withPeer
-	noPeer.BGP.Peers = nil
+	b := bgpplane.SectionOf(withPeer)
+	b.Peers = nil
+	noPeer := bgpplane.WithSection(withPeer, b)
 	a := startApp(t, app.Options{Config: noPeer})
 	api := newClient(t, a.APIAddr(), newToken(t, a.Store()))
 	p := netip.MustParsePrefix("198.51.100.44/32")

@@ -44,7 +44,7 @@ func (a *App) Ready(ctx context.Context) error {
 	}
 	// The BGP speakers answer (they were started with their enforcers).
 	if _, err := a.BGPPeers(ctx); err != nil {
-		return fmt.Errorf("bgp: %w", err)
+		return fmt.Errorf("peers: %w", err)
 	}
 	return nil
 }

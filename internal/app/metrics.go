@@ -109,10 +109,7 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	now := a.svc.Now()
 	for _, re := range a.runningEnforcers() {
 		ident := re.enf.Ident()
-		typ := "bgp"
-		if re.table != nil {
-			typ = "nullroute"
-		}
+		typ := re.typ
 		st := re.enf.Status()
 		gauge(descReconciled, b2f(st.Reconciled), ident, typ)
 		gauge(descCapped, b2f(st.Capped), ident, typ)
@@ -148,9 +145,9 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	} else {
-		failed["bgp"] = true
+		failed["peers"] = true
 	}
-	for _, part := range []string{"blocks", "queues", "bgp"} {
+	for _, part := range []string{"blocks", "queues", "peers"} {
 		gauge(descScrapeErr, b2f(failed[part]), part)
 	}
 }

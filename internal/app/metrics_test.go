@@ -16,6 +16,7 @@ import (
 	"github.com/bhrd/bhrd/pkg/auth"
 	"github.com/bhrd/bhrd/pkg/bgp"
 	"github.com/bhrd/bhrd/pkg/config"
+	"github.com/bhrd/bhrd/pkg/plane/bgpplane"
 )
 
 // metricValue finds one sample in a Prometheus text exposition: the
@@ -67,10 +68,10 @@ func TestMetricsAndHealth(t *testing.T) {
 	cfg.Log.Level = "warn"
 	cfg.Store.Path = filepath.Join(t.TempDir(), "bhrd.db")
 	cfg.API.Listen = "127.0.0.1:0"
-	cfg.BGP.ASN = 64512
-	cfg.BGP.RouterID = "192.0.2.254"
-	cfg.BGP.ListenPort = -1
-	cfg.BGP.Peers = []config.Peer{{Name: "router", Address: "127.0.0.1", ASN: 64999, Port: uint32(r.Port), HoldTime: 9 * time.Second}}
+	cfg = bgpplane.WithSection(cfg, bgpplane.Config{
+		ASN: 64512, RouterID: netip.MustParseAddr("192.0.2.254"), ListenPort: -1,
+		Peers: []bgpplane.Peer{{Name: "router", Address: netip.MustParseAddr("127.0.0.1"), ASN: 64999, Port: uint16(r.Port), HoldTime: 9 * time.Second}},
+	})
 	cfg.Enforcers = []config.Enforcer{{Ident: "r1", Type: "bgp"}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -148,7 +149,7 @@ func TestMetricsAndHealth(t *testing.T) {
 		{"bhrd_http_request_duration_seconds_count", map[string]string{"method": "GET", "route": "/bhr/api/blocks/:id", "status": "401"}, 1},
 		{"bhrd_http_request_duration_seconds_count", map[string]string{"method": "GET", "route": "/bhr/api/blocks/:id", "status": "404"}, 1},
 		{"bhrd_store_errors_total", nil, 0},
-		{"bhrd_scrape_errors", map[string]string{"part": "bgp"}, 0},
+		{"bhrd_scrape_errors", map[string]string{"part": "peers"}, 0},
 	}
 	// The advertised count follows the RIB asynchronously: poll.
 	var body string

@@ -2,13 +2,13 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"reflect"
 
 	"go.uber.org/zap"
 
 	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/config"
+	"github.com/bhrd/bhrd/pkg/plane"
 )
 
 // ReloadResult says what a reload changed.
@@ -23,10 +23,11 @@ type ReloadResult struct {
 
 // Reload applies what can change safely in a running bhrd from next, a
 // validated config (SIGHUP): the log level, the block policy (prefix
-// lengths, autoscale; the protected set is recomputed) and the audit
-// file is reopened for logrotate. Changes to the store, API listener,
-// BGP, enforcers and null-route settings are reported, not applied:
-// they would cut sessions or move state. file is for the audit line.
+// lengths, autoscale; the protected set is recomputed), what a plane can
+// change in place (bgp.peers), and the audit file is reopened for
+// logrotate. Changes to the store, API listener, enforcers and the rest
+// of the planes' sections are reported, not applied: they would cut
+// sessions or move state. file is for the audit line.
 func (a *App) Reload(file string, next config.Config) (ReloadResult, error) {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -58,22 +59,35 @@ func (a *App) Reload(file string, next config.Config) (ReloadResult, error) {
 		res.Applied = append(res.Applied, "policy")
 	}
 
-	// BGP peers added, removed or changed, with everything else in bgp
-	// and the enforcers as they are: sessions of untouched peers stay up.
-	nb, ob := next.BGP, cur.BGP
-	nb.Peers, ob.Peers = nil, nil
-	if !reflect.DeepEqual(next.BGP.Peers, cur.BGP.Peers) && reflect.DeepEqual(nb, ob) &&
-		reflect.DeepEqual(next.Enforcers, cur.Enforcers) {
-		if err := a.reloadPeers(next); err != nil {
+	// A plane may apply some changes of its own section to its running
+	// enforcers (bgp: peers added, removed or changed, with the sessions
+	// of untouched peers staying up).
+	reloaded := map[string]bool{}
+	for _, t := range plane.All() {
+		r, ok := t.(plane.Reloader)
+		if !ok || reflect.DeepEqual(next.Section(t.Name()), cur.Section(t.Name())) {
+			continue
+		}
+		var running []plane.Running
+		for _, re := range a.runningEnforcers() {
+			if re.typ == t.Name() {
+				running = append(running, re.run)
+			}
+		}
+		applied, ok, err := r.Reload(context.Background(), cur, next, running)
+		if err != nil {
 			return res, err
 		}
-		cur.BGP.Peers = next.BGP.Peers
-		// The peers' addresses are protected from blocking: follow them.
-		pol := PolicyFromConfig(cur)
-		if err := a.svc.SetPolicy(pol); err != nil {
+		if !ok {
+			continue
+		}
+		cur = cur.WithSection(t.Name(), next.Section(t.Name()))
+		reloaded[t.Name()] = true
+		// The plane's addresses are protected from blocking: follow them.
+		if err := a.svc.SetPolicy(PolicyFromConfig(cur)); err != nil {
 			return res, err
 		}
-		res.Applied = append(res.Applied, "bgp.peers")
+		res.Applied = append(res.Applied, applied...)
 	}
 
 	if err := a.audit.Reopen(); err != nil {
@@ -91,46 +105,14 @@ func (a *App) Reload(file string, next config.Config) (ReloadResult, error) {
 	restart("store", !reflect.DeepEqual(next.Store, cur.Store))
 	restart("api", !reflect.DeepEqual(next.API, cur.API))
 	restart("policy.local_networks", !reflect.DeepEqual(next.Policy.LocalNetworks, cur.Policy.LocalNetworks))
-	restart("bgp", !reflect.DeepEqual(next.BGP, cur.BGP))
 	restart("enforcers", !reflect.DeepEqual(next.Enforcers, cur.Enforcers))
-	restart("nullroute", !reflect.DeepEqual(next.Nullroute, cur.Nullroute))
+	for _, t := range plane.All() {
+		restart(t.Name(), !reloaded[t.Name()] && !reflect.DeepEqual(next.Section(t.Name()), cur.Section(t.Name())))
+	}
 
 	a.cfg = cur
 	a.log.Info("config reloaded", zap.String("file", file), zap.Strings("applied", res.Applied),
 		zap.Strings("not_reloaded", res.NotReloaded))
 	a.audit.ConfigReloaded(audit.Actor{Name: audit.System}, file, res.Applied, res.NotReloaded)
 	return res, nil
-}
-
-// reloadPeers gives each bgp enforcer's speaker its peers from next.
-func (a *App) reloadPeers(next config.Config) error {
-	nBGP := 0
-	byIdent := map[string]config.Enforcer{}
-	for _, e := range next.Enforcers {
-		byIdent[e.Ident] = e
-		if e.Type == "bgp" {
-			nBGP++
-		}
-	}
-	for _, re := range a.runningEnforcers() {
-		if re.speaker == nil {
-			continue
-		}
-		ec := byIdent[re.enf.Ident()]
-		eb := config.EnforcerBGP{}
-		if ec.BGP != nil {
-			eb = *ec.BGP
-		}
-		sc, err := speakerConfig(next.BGP, eb, nBGP)
-		if err != nil {
-			return err
-		}
-		added, removed, err := re.speaker.SetPeers(context.Background(), sc.Peers)
-		if err != nil {
-			return fmt.Errorf("enforcer %s: %w", re.enf.Ident(), err)
-		}
-		a.log.Info("bgp peers reloaded", zap.String("ident", re.enf.Ident()),
-			zap.Stringers("added", added), zap.Stringers("removed", removed))
-	}
-	return nil
 }

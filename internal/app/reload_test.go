@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -12,14 +13,17 @@ import (
 
 	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/config"
+	"github.com/bhrd/bhrd/pkg/plane/bgpplane"
 	"github.com/bhrd/bhrd/pkg/queue"
 )
 
 func TestReload(t *testing.T) {
 	cfg := config.Default()
 	cfg.Store.Path = filepath.Join(t.TempDir(), "bhrd.db")
-	cfg.BGP.Peers = []config.Peer{{Address: "192.0.2.1", ASN: 64500}}
-	cfg.BGP.ASN, cfg.BGP.RouterID = 64512, "192.0.2.254"
+	b := bgpplane.SectionOf(cfg)
+	b.Peers = []bgpplane.Peer{{Address: netip.MustParseAddr("192.0.2.1"), ASN: 64500}}
+	b.ASN, b.RouterID = 64512, netip.MustParseAddr("192.0.2.254")
+	cfg = bgpplane.WithSection(cfg, b)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +38,8 @@ func TestReload(t *testing.T) {
 	next := cfg
 	next.Log.Level = "debug"
 	next.Policy.MinimumPrefixLen = 23
-	next.BGP.Peers = []config.Peer{{Address: "192.0.2.9", ASN: 64500}}
+	b.Peers = []bgpplane.Peer{{Address: netip.MustParseAddr("192.0.2.9"), ASN: 64500}}
+	next = bgpplane.WithSection(next, b)
 	next.API.Listen = "127.0.0.1:9999"
 	res, err := a.Reload("bhrd.yaml", next)
 	if err != nil {
@@ -79,15 +84,18 @@ func TestReload(t *testing.T) {
 func TestReloadBGPOtherThanPeers(t *testing.T) {
 	cfg := config.Default()
 	cfg.Store.Path = filepath.Join(t.TempDir(), "bhrd.db")
-	cfg.BGP.ASN, cfg.BGP.RouterID = 64512, "192.0.2.254"
+	b := bgpplane.SectionOf(cfg)
+	b.ASN, b.RouterID = 64512, netip.MustParseAddr("192.0.2.254")
+	cfg = bgpplane.WithSection(cfg, b)
 	a, err := New(context.Background(), Options{Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.store.Close()
 	next := cfg
-	next.BGP.ASN = 64513
-	next.BGP.Peers = []config.Peer{{Address: "192.0.2.9", ASN: 64500}}
+	b.ASN = 64513
+	b.Peers = []bgpplane.Peer{{Address: netip.MustParseAddr("192.0.2.9"), ASN: 64500}}
+	next = bgpplane.WithSection(next, b)
 	res, err := a.Reload("bhrd.yaml", next)
 	if err != nil {
 		t.Fatal(err)

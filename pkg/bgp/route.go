@@ -70,26 +70,53 @@ func FormatCommunity(c uint32) string {
 	return strconv.FormatUint(uint64(c>>16), 10) + ":" + strconv.FormatUint(uint64(c&0xffff), 10)
 }
 
-// ParseCommunity parses "high:low" (each 0..65535) into a community.
+// wellKnown are the communities a config may name (RFC 1997, RFC 7999,
+// RFC 3765).
+var wellKnown = map[string]uint32{
+	"blackhole":           CommunityBlackhole,
+	"no-export":           CommunityNoExport,
+	"no-advertise":        0xFFFFFF02,
+	"no-export-subconfed": 0xFFFFFF03,
+	"no-peer":             0xFFFFFF04,
+}
+
+// ParseCommunity parses "high:low" (each 0..65535) or a well-known name
+// (blackhole, no-export, no-advertise, no-export-subconfed, no-peer) into
+// a community. It is bhrd's one grammar for communities.
 func ParseCommunity(s string) (uint32, error) {
+	s = strings.TrimSpace(s)
+	if v, ok := wellKnown[strings.ToLower(s)]; ok {
+		return v, nil
+	}
 	hi, lo, ok := strings.Cut(s, ":")
 	if !ok {
-		return 0, fmt.Errorf("community %q: want ASN:VALUE", s)
+		return 0, fmt.Errorf("community %q: want ASN:VALUE or one of blackhole, no-export, no-advertise, no-export-subconfed, no-peer", s)
 	}
-	h, err := strconv.ParseUint(hi, 10, 16)
-	if err != nil {
-		return 0, fmt.Errorf("community %q: %w", s, err)
-	}
-	l, err := strconv.ParseUint(lo, 10, 16)
-	if err != nil {
-		return 0, fmt.Errorf("community %q: %w", s, err)
+	h, err1 := strconv.ParseUint(hi, 10, 16)
+	l, err2 := strconv.ParseUint(lo, 10, 16)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("community %q: both halves must be 0..65535", s)
 	}
 	return uint32(h)<<16 | uint32(l), nil
 }
 
-// ParseLargeCommunity parses "global:local1:local2".
+// Community is a standard community as a config file writes it (see
+// ParseCommunity).
+type Community uint32
+
+// UnmarshalText parses a community with ParseCommunity.
+func (c *Community) UnmarshalText(b []byte) error {
+	v, err := ParseCommunity(string(b))
+	*c = Community(v)
+	return err
+}
+
+// String renders the community as "high:low".
+func (c Community) String() string { return FormatCommunity(uint32(c)) }
+
+// ParseLargeCommunity parses "global:local1:local2", each 0..4294967295.
 func ParseLargeCommunity(s string) (LargeCommunity, error) {
-	parts := strings.Split(s, ":")
+	parts := strings.Split(strings.TrimSpace(s), ":")
 	if len(parts) != 3 {
 		return LargeCommunity{}, fmt.Errorf("large community %q: want GLOBAL:LOCAL1:LOCAL2", s)
 	}
@@ -97,11 +124,18 @@ func ParseLargeCommunity(s string) (LargeCommunity, error) {
 	for i, p := range parts {
 		n, err := strconv.ParseUint(p, 10, 32)
 		if err != nil {
-			return LargeCommunity{}, fmt.Errorf("large community %q: %w", s, err)
+			return LargeCommunity{}, fmt.Errorf("large community %q: each part must be 0..4294967295", s)
 		}
 		v[i] = uint32(n)
 	}
 	return LargeCommunity{v[0], v[1], v[2]}, nil
+}
+
+// UnmarshalText parses a large community with ParseLargeCommunity.
+func (c *LargeCommunity) UnmarshalText(b []byte) error {
+	v, err := ParseLargeCommunity(string(b))
+	*c = v
+	return err
 }
 
 // normalize fills defaults and checks a route, returning the canonical form

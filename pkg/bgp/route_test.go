@@ -57,7 +57,12 @@ func TestCommunities(t *testing.T) {
 			t.Errorf("round trip %s: %s, %v", s, FormatCommunity(c), err)
 		}
 	}
-	for _, s := range []string{"65536:1", "1", "a:b", "1:2:3"} {
+	for in, want := range map[string]uint32{"blackhole": CommunityBlackhole, "No-Export": CommunityNoExport, "no-peer": 0xFFFFFF04, " 64512:100 ": 64512<<16 | 100} {
+		if got, err := ParseCommunity(in); err != nil || got != want {
+			t.Errorf("ParseCommunity(%q) = %x, %v", in, got, err)
+		}
+	}
+	for _, s := range []string{"", "65536:1", "1:-1", "1", "a:b", "1:2:3", "banana"} {
 		if _, err := ParseCommunity(s); err == nil {
 			t.Errorf("ParseCommunity(%q) accepted", s)
 		}

@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"errors"
@@ -7,10 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	_ "github.com/bhrd/bhrd/internal/planes"
+	"github.com/bhrd/bhrd/pkg/config"
 )
 
 func TestExampleConfigIsValid(t *testing.T) {
-	if _, err := Load("../../configs/bhrd.yaml"); err != nil {
+	if _, err := config.Load("../../configs/bhrd.yaml"); err != nil {
 		t.Fatalf("configs/bhrd.yaml: %v", err)
 	}
 }
@@ -35,7 +38,7 @@ func TestFixtures(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
-			_, err := Load(filepath.Join("testdata", c.file))
+			_, err := config.Load(filepath.Join("testdata", c.file))
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -45,9 +48,9 @@ func TestFixtures(t *testing.T) {
 			if len(c.keys) == 0 {
 				return
 			}
-			var ps Problems
+			var ps config.Problems
 			if !errors.As(err, &ps) {
-				t.Fatalf("error %v is not Problems", err)
+				t.Fatalf("error %v is not config.Problems", err)
 			}
 			got := map[string]bool{}
 			for _, p := range ps {
@@ -63,7 +66,7 @@ func TestFixtures(t *testing.T) {
 }
 
 func TestValidFull(t *testing.T) {
-	c, err := Load("testdata/valid_full.yaml")
+	c, err := config.Load("testdata/valid_full.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,30 +84,67 @@ func TestSecretsFromEnvAndFile(t *testing.T) {
 	if err := os.WriteFile(f, []byte("postgres://from-file/db\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Parse([]byte("store: {driver: postgres, url_file: " + f + "}"))
+	c, err := config.Parse([]byte("store: {driver: postgres, url_file: " + f + "}"))
 	if err != nil || c.Store.URL != "postgres://from-file/db" {
 		t.Fatalf("url_file: %q %v", c.Store.URL, err)
 	}
 	t.Setenv("BHRD_DATABASE_URL", "postgres://from-env/db")
-	c, err = Parse([]byte("store: {driver: postgres, url_file: /nonexistent}"))
+	c, err = config.Parse([]byte("store: {driver: postgres, url_file: /nonexistent}"))
 	if err != nil || c.Store.URL != "postgres://from-env/db" {
 		t.Fatalf("env: %q %v", c.Store.URL, err)
 	}
 }
 
-func TestCommunities(t *testing.T) {
-	for in, want := range map[string]uint32{"65535:666": 0xFFFF029A, "blackhole": 0xFFFF029A, "no-export": 0xFFFFFF01, "64512:100": 64512<<16 | 100} {
-		got, err := ParseCommunity(in)
-		if err != nil || got != want {
-			t.Errorf("ParseCommunity(%q) = %x, %v", in, got, err)
+// Every mistake of a file comes back at once with its key path, the
+// planes' sections' as well as the core's, whatever the kind of mistake
+// (unknown key, wrong type, a value its type does not parse, a rule).
+func TestEveryProblemAtOnce(t *testing.T) {
+	_, err := config.Parse([]byte(`
+api: {max_mblock_items: lots, listne: x}
+bgp:
+  asn: 64512
+  router_id: 192.0.2.254
+  peers:
+    - {address: 192.0.2.10, asn: 64512, port: 70000, pasword: x}
+nullroute: {protocol: 4}
+enforcers:
+  - {ident: b1, type: bgp, bgp: {communities: [no-export, "1:70000"], next_hop_v4: 0.0.0.0}}
+  - {ident: n1, type: nullroute, nullroute: {table: 0}, bgp: {}}
+`))
+	var ps config.Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("error %v is not Problems", err)
+	}
+	got := map[string]string{}
+	for _, p := range ps {
+		got[p.Key] += p.Message
+	}
+	for key, want := range map[string]string{
+		"api.max_mblock_items":            "cannot unmarshal",
+		"api.listne":                      "field listne not found",
+		"bgp.peers[0].port":               "cannot unmarshal",
+		"bgp.peers[0].pasword":            "not found",
+		"nullroute":                       "reserved",
+		"enforcers[0].bgp.communities[1]": "0..65535",
+		"enforcers[0].bgp.next_hop_v4":    "discard address",
+		"enforcers[1].nullroute":          "table 0",
+		"enforcers[1].bgp":                "only for type bgp",
+	} {
+		if !strings.Contains(got[key], want) {
+			t.Errorf("%s: got %q, want it to say %q; all: %v", key, got[key], want, ps)
 		}
 	}
-	for _, bad := range []string{"", "65536:1", "1:-1", "banana"} {
-		if _, err := ParseCommunity(bad); err == nil {
-			t.Errorf("ParseCommunity(%q) accepted", bad)
-		}
+}
+
+// A key whose value did not decode is not reported again by a rule that
+// sees the value missing.
+func TestOneProblemPerBadValue(t *testing.T) {
+	_, err := config.Parse([]byte("bgp: {asn: 1, router_id: banana}\nenforcers: [{ident: b, type: bgp}]\n"))
+	var ps config.Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("error %v is not Problems", err)
 	}
-	if lc, err := ParseLargeCommunity("64512:666:1"); err != nil || lc != [3]uint32{64512, 666, 1} {
-		t.Errorf("ParseLargeCommunity = %v, %v", lc, err)
+	if len(ps) != 1 || ps[0].Key != "bgp.router_id" {
+		t.Fatalf("want one problem at bgp.router_id, got %v", ps)
 	}
 }

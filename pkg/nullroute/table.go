@@ -48,6 +48,13 @@ type Config struct {
 	BatchBytes int
 }
 
+// Check reports a Table or Protocol New would refuse (zero values mean
+// the defaults).
+func (c Config) Check() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 func (c Config) withDefaults() (Config, error) {
 	if c.Table == 0 {
 		c.Table = DefaultTable

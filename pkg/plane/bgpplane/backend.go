@@ -1,4 +1,4 @@
-package enforcer
+package bgpplane
 
 import (
 	"context"
@@ -8,21 +8,28 @@ import (
 	"github.com/bhrd/bhrd/pkg/bgp"
 )
 
-// BGPBackend enforces blocks as blackhole announcements of one owner (the
+// Backend enforces blocks as blackhole announcements of one owner (the
 // enforcer's ident) on an embedded speaker, with that enforcer's
 // attributes.
-type BGPBackend struct {
-	Speaker *bgp.Speaker
-	Owner   string
-	// NextHopV4 and NextHopV6 default to the speaker's discard addresses
-	// (192.0.2.1 and 100::1) when zero.
+type Backend struct {
+	Speaker              *bgp.Speaker
+	Owner                string
 	NextHopV4, NextHopV6 netip.Addr
 	Communities          []uint32
 	LargeCommunities     []bgp.LargeCommunity
 	LocalPref            uint32
 }
 
-func (b BGPBackend) routes(ps []netip.Prefix) []bgp.Route {
+func newBackend(sp *bgp.Speaker, owner string, st Settings) Backend {
+	b := Backend{Speaker: sp, Owner: owner, NextHopV4: st.NextHopV4, NextHopV6: st.NextHopV6,
+		LargeCommunities: st.LargeCommunities, LocalPref: st.LocalPref}
+	for _, c := range st.Communities {
+		b.Communities = append(b.Communities, uint32(c))
+	}
+	return b
+}
+
+func (b Backend) routes(ps []netip.Prefix) []bgp.Route {
 	rs := make([]bgp.Route, len(ps))
 	for i, p := range ps {
 		nh := b.NextHopV6
@@ -36,7 +43,7 @@ func (b BGPBackend) routes(ps []netip.Prefix) []bgp.Route {
 }
 
 // Install announces the prefixes.
-func (b BGPBackend) Install(ctx context.Context, ps []netip.Prefix) error {
+func (b Backend) Install(ctx context.Context, ps []netip.Prefix) error {
 	if err := b.Speaker.Announce(ctx, b.Owner, b.routes(ps)); err != nil {
 		return fmt.Errorf("bgp announce: %w", err)
 	}
@@ -44,7 +51,7 @@ func (b BGPBackend) Install(ctx context.Context, ps []netip.Prefix) error {
 }
 
 // Remove withdraws exactly what this owner announced for the prefixes.
-func (b BGPBackend) Remove(ctx context.Context, ps []netip.Prefix) error {
+func (b Backend) Remove(ctx context.Context, ps []netip.Prefix) error {
 	if err := b.Speaker.Withdraw(ctx, b.Owner, ps); err != nil {
 		return fmt.Errorf("bgp withdraw: %w", err)
 	}
@@ -54,7 +61,7 @@ func (b BGPBackend) Remove(ctx context.Context, ps []netip.Prefix) error {
 // Reconcile announces want and withdraws whatever else this owner still
 // announces. After a restart the speaker is empty, so this re-announces
 // everything; the embedder then calls Ready so that peers get End-of-RIB.
-func (b BGPBackend) Reconcile(ctx context.Context, want []netip.Prefix) (int, int, error) {
+func (b Backend) Reconcile(ctx context.Context, want []netip.Prefix) (int, int, error) {
 	have := map[netip.Prefix]bool{}
 	for _, r := range b.Speaker.Announced(b.Owner) {
 		have[r.Prefix] = true

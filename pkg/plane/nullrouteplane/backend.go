@@ -1,4 +1,4 @@
-package enforcer
+package nullrouteplane
 
 import (
 	"context"
@@ -8,15 +8,15 @@ import (
 	"github.com/bhrd/bhrd/pkg/nullroute"
 )
 
-// NullrouteBackend enforces blocks as kernel blackhole routes.
-type NullrouteBackend struct {
+// Backend enforces blocks as kernel blackhole routes.
+type Backend struct {
 	Table *nullroute.Table
 }
 
 // Install adds blackhole routes. A partial failure fails the batch: the
 // enforcer retries it whole (adding is idempotent) and marks nothing until
 // every prefix is in.
-func (b NullrouteBackend) Install(ctx context.Context, ps []netip.Prefix) error {
+func (b Backend) Install(ctx context.Context, ps []netip.Prefix) error {
 	if err := b.Table.Add(ctx, ps); err != nil {
 		return fmt.Errorf("null routes: %w", err)
 	}
@@ -24,7 +24,7 @@ func (b NullrouteBackend) Install(ctx context.Context, ps []netip.Prefix) error 
 }
 
 // Remove deletes our blackhole routes.
-func (b NullrouteBackend) Remove(ctx context.Context, ps []netip.Prefix) error {
+func (b Backend) Remove(ctx context.Context, ps []netip.Prefix) error {
 	if err := b.Table.Delete(ctx, ps); err != nil {
 		return fmt.Errorf("null routes: %w", err)
 	}
@@ -33,7 +33,7 @@ func (b NullrouteBackend) Remove(ctx context.Context, ps []netip.Prefix) error {
 
 // Reconcile adds missing routes and deletes our tagged routes the store
 // does not expect.
-func (b NullrouteBackend) Reconcile(ctx context.Context, want []netip.Prefix) (int, int, error) {
+func (b Backend) Reconcile(ctx context.Context, want []netip.Prefix) (int, int, error) {
 	added, removed, err := b.Table.Reconcile(ctx, want)
 	if err != nil {
 		return len(added), len(removed), fmt.Errorf("null routes: %w", err)
