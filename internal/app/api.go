@@ -148,6 +148,8 @@ type peerJSON struct {
 	GracefulRestart  bool     `json:"graceful_restart"`
 	PrefixesSent     uint64   `json:"prefixes_sent"`
 	PrefixesReceived uint64   `json:"prefixes_received"`
+	PrefixesAccepted uint64   `json:"prefixes_accepted"`
+	PrefixesRejected uint64   `json:"prefixes_rejected"`
 }
 
 // peersJSON lists the peers of every bgp enforcer, sorted by ident and
@@ -164,7 +166,8 @@ func (a *App) peersJSON(ctx context.Context) (any, error) {
 				Ident: ident, Peer: p.Address.String(), ASN: p.ASN, Description: p.Description,
 				State: p.State, Up: p.Up, UptimeSeconds: int64(p.Uptime.Seconds()),
 				GracefulRestart: p.GracefulRestart, PrefixesSent: p.PrefixesSent,
-				PrefixesReceived: p.PrefixesReceived, Families: []string{},
+				PrefixesReceived: p.PrefixesReceived, PrefixesAccepted: p.PrefixesAccepted,
+				PrefixesRejected: p.PrefixesRejected, Families: []string{},
 			}
 			if !p.Since.IsZero() {
 				s := p.Since.UTC().Format(time.RFC3339)

@@ -79,13 +79,17 @@ var (
 		"Prefixes the enforcer enforces now (null routes installed for type nullroute, announcements for type bgp).", []string{"ident", "type"}, nil)
 	descPeerUp = prometheus.NewDesc("bhrd_bgp_peer_up", "1 while the BGP session is established.",
 		[]string{"ident", "peer", "peer_asn", "state"}, nil)
-	descPeerSent  = prometheus.NewDesc("bhrd_bgp_prefixes_advertised", "Prefixes advertised to the peer.", []string{"ident", "peer"}, nil)
+	descPeerSent     = prometheus.NewDesc("bhrd_bgp_prefixes_advertised", "Prefixes advertised to the peer.", []string{"ident", "peer"}, nil)
+	descPeerReceived = prometheus.NewDesc("bhrd_bgp_prefixes_received",
+		"Routes the peer sent bhrd (a router should send none; bhrd imports none).", []string{"ident", "peer"}, nil)
+	descPeerRejected = prometheus.NewDesc("bhrd_bgp_prefixes_rejected",
+		"Routes the peer sent that bhrd's reject-all import policy refused.", []string{"ident", "peer"}, nil)
 	descScrapeErr = prometheus.NewDesc("bhrd_scrape_errors", "1 when part of the state could not be read for this scrape.", []string{"part"}, nil)
 )
 
 func (c scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBlocks, descQueueDepth, descQueueAge, descReconciled, descCapped,
-		descInstalled, descPeerUp, descPeerSent, descScrapeErr} {
+		descInstalled, descPeerUp, descPeerSent, descPeerReceived, descPeerRejected, descScrapeErr} {
 		ch <- d
 	}
 }
@@ -142,6 +146,8 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			for _, p := range ps {
 				gauge(descPeerUp, b2f(p.Up), ident, p.Address.String(), strconv.FormatUint(uint64(p.ASN), 10), p.State)
 				gauge(descPeerSent, float64(p.PrefixesSent), ident, p.Address.String())
+				gauge(descPeerReceived, float64(p.PrefixesReceived), ident, p.Address.String())
+				gauge(descPeerRejected, float64(p.PrefixesRejected), ident, p.Address.String())
 			}
 		}
 	} else {

@@ -65,14 +65,26 @@ type router struct {
 
 func newRouter(t testing.TB, asn uint32) *router {
 	t.Helper()
+	return newRouterAt(t, asn, loopback)
+}
+
+// newRouterAt starts a router listening on addr (a loopback address).
+func newRouterAt(t testing.TB, asn uint32, addr netip.Addr) *router {
+	t.Helper()
 	r := &router{t: t, asn: asn, port: freePort(t)}
+	// A router id of its own per address: GoBGP sends no route to a peer
+	// whose id is the route's source's.
+	routerID := "10.255.0.1"
+	if addr != loopback {
+		routerID = fmt.Sprintf("10.255.1.%d", addr.As4()[3])
+	}
 	r.srv = server.NewBgpServer(server.LoggerOption(NewGoBGPLogger(testLogger(t).Named("router"))))
 	go r.srv.Serve()
 	err := r.srv.StartBgp(context.Background(), &api.StartBgpRequest{Global: &api.Global{
 		Asn:             asn,
-		RouterId:        "10.255.0.1",
+		RouterId:        routerID,
 		ListenPort:      int32(r.port),
-		ListenAddresses: []string{"127.0.0.1"},
+		ListenAddresses: []string{addr.String()},
 	}})
 	if err != nil {
 		t.Fatalf("start router: %v", err)

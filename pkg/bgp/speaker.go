@@ -134,6 +134,16 @@ func (s *Speaker) Start(ctx context.Context) error {
 			s.cfg.ASN, s.cfg.RouterID, s.cfg.ListenAddresses, s.cfg.ListenPort, err)
 	}
 
+	// bhrd originates blackholes and takes nothing from its peers: every
+	// route a peer sends is refused before the RIB, so none is passed on
+	// to another peer (eBGP would re-advertise it with bhrd's AS and next
+	// hop) or selected. GoBGP still keeps what the peer sent in its
+	// Adj-RIB-In, which Peers counts.
+	if err := rejectPeerRoutes(ctx, srv); err != nil {
+		srv.Stop()
+		return fmt.Errorf("set the import policy that refuses peers' routes: %w", err)
+	}
+
 	watchCtx, cancel := context.WithCancel(context.Background())
 	if err := s.watchPeers(watchCtx, srv); err != nil {
 		cancel()
@@ -144,6 +154,31 @@ func (s *Speaker) Start(ctx context.Context) error {
 	s.stopWatch = cancel
 	s.state = stateStarted
 	return nil
+}
+
+// rejectPeerRoutes makes the global import policy refuse every route
+// learned from a neighbour (any address) and accept the speaker's own:
+// GoBGP runs locally added paths through the import policy too, without a
+// neighbour address, so a plain reject-all default would refuse bhrd's
+// announcements as well.
+func rejectPeerRoutes(ctx context.Context, srv *server.BgpServer) error {
+	const set, policy = "bhrd-any-neighbour", "bhrd-import-nothing"
+	if err := srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
+		DefinedType: api.DefinedType_NEIGHBOR, Name: set, List: []string{"0.0.0.0/0", "::/0"},
+	}}); err != nil {
+		return err
+	}
+	if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: policy, Statements: []*api.Statement{{
+		Name:       policy + "-from-neighbours",
+		Conditions: &api.Conditions{NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: set}},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_REJECT},
+	}}}}); err != nil {
+		return err
+	}
+	return srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_IMPORT,
+		Policies: []*api.Policy{{Name: policy}}, DefaultAction: api.RouteAction_ACCEPT,
+	}})
 }
 
 // checkMultipathTCP refuses TCP-MD5 on sockets Go would open as Multipath
@@ -550,9 +585,12 @@ type PeerState struct {
 	// PrefixesSent counts the prefixes advertised to the peer: every
 	// announced prefix of a negotiated family (0 when down).
 	PrefixesSent uint64
-	// PrefixesReceived and PrefixesAccepted count what the peer sent us.
+	// PrefixesReceived counts the routes the peer sent us (held in the
+	// Adj-RIB-In); PrefixesAccepted those the import policy let into the
+	// RIB (always 0: it refuses every one) and PrefixesRejected the rest.
 	PrefixesReceived uint64
 	PrefixesAccepted uint64
+	PrefixesRejected uint64
 }
 
 // Peers returns the state of every configured peer, in configuration order.
@@ -612,7 +650,6 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerState, error) {
 				ps.PrefixesSent += uint64(v6)
 			}
 			ps.PrefixesReceived += st.GetReceived()
-			ps.PrefixesAccepted += st.GetAccepted()
 		}
 	})
 	if err != nil {
@@ -621,7 +658,42 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerState, error) {
 	if convErr != nil {
 		return nil, convErr
 	}
+	for i := range out {
+		ps := &out[i]
+		if ps.PrefixesReceived == 0 {
+			continue
+		}
+		// Routers should send nothing; when one does, run its routes
+		// through the import policy to count what it let in.
+		for _, fam := range ps.Families {
+			n, err := s.importedFrom(ctx, srv, ps.Address, fam)
+			if err != nil {
+				return nil, err
+			}
+			ps.PrefixesAccepted += n
+		}
+		ps.PrefixesRejected = ps.PrefixesReceived - min(ps.PrefixesAccepted, ps.PrefixesReceived)
+	}
 	return out, nil
+}
+
+// importedFrom counts the routes of one family a peer sent that the
+// import policy accepts.
+func (s *Speaker) importedFrom(ctx context.Context, srv *server.BgpServer, peer netip.Addr, fam Family) (uint64, error) {
+	var n uint64
+	err := srv.ListPath(ctx, &api.ListPathRequest{
+		TableType: api.TableType_ADJ_IN, Name: peer.String(), Family: apiFamily(fam), EnableFiltered: true,
+	}, func(d *api.Destination) {
+		for _, p := range d.GetPaths() {
+			if !p.GetFiltered() {
+				n++
+			}
+		}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("routes from peer %s: %w", peer, err)
+	}
+	return n, nil
 }
 
 type negotiatedCaps struct {
