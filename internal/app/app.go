@@ -98,9 +98,10 @@ func NewService(st queue.Store, c config.Config, clock queue.Clock, aud *audit.L
 }
 
 // PolicyFromConfig maps the policy section to the queue's Policy, with
-// the addresses every plane protects.
+// bhrd's own addresses and those every plane protects.
 func PolicyFromConfig(c config.Config) queue.Policy {
 	p := c.Policy.Rules()
+	p.Protected = hostProtected(c)
 	for _, t := range plane.All() {
 		p.Protected = append(p.Protected, t.Protected(c)...)
 	}

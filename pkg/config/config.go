@@ -79,13 +79,17 @@ type API struct {
 
 // Policy holds BHR's block rules under BHR's names.
 type Policy struct {
-	MinimumPrefixLen       int     `yaml:"minimum_prefixlen"`
-	MinimumPrefixLenV6     int     `yaml:"minimum_prefixlen_v6"`
-	TimeWindowFactor       float64 `yaml:"time_window_factor"`
-	MinimumTimeWindow      float64 `yaml:"minimum_time_window"`
-	PenaltyTimeMultiplier  float64 `yaml:"penalty_time_multiplier"`
-	ReturnToBaseMultiplier float64 `yaml:"return_to_base_multiplier"`
-	ReturnToBaseFactor     float64 `yaml:"return_to_base_factor"`
+	MinimumPrefixLen   int `yaml:"minimum_prefixlen"`
+	MinimumPrefixLenV6 int `yaml:"minimum_prefixlen_v6"`
+	// AbsoluteMinimumPrefixLen(V6): no block is shorter, skip_whitelist
+	// included.
+	AbsoluteMinimumPrefixLen   int     `yaml:"absolute_minimum_prefixlen"`
+	AbsoluteMinimumPrefixLenV6 int     `yaml:"absolute_minimum_prefixlen_v6"`
+	TimeWindowFactor           float64 `yaml:"time_window_factor"`
+	MinimumTimeWindow          float64 `yaml:"minimum_time_window"`
+	PenaltyTimeMultiplier      float64 `yaml:"penalty_time_multiplier"`
+	ReturnToBaseMultiplier     float64 `yaml:"return_to_base_multiplier"`
+	ReturnToBaseFactor         float64 `yaml:"return_to_base_factor"`
 	// LocalNetworks are the site's own networks (?local=true queries).
 	LocalNetworks []netip.Prefix `yaml:"local_networks"`
 }
@@ -94,13 +98,15 @@ type Policy struct {
 // protected addresses, which come from the planes).
 func (p Policy) Rules() queue.Policy {
 	return queue.Policy{
-		MinimumPrefixLen:       p.MinimumPrefixLen,
-		MinimumPrefixLenV6:     p.MinimumPrefixLenV6,
-		TimeWindowFactor:       p.TimeWindowFactor,
-		MinimumTimeWindow:      p.MinimumTimeWindow,
-		PenaltyTimeMultiplier:  p.PenaltyTimeMultiplier,
-		ReturnToBaseMultiplier: p.ReturnToBaseMultiplier,
-		ReturnToBaseFactor:     p.ReturnToBaseFactor,
+		MinimumPrefixLen:           p.MinimumPrefixLen,
+		MinimumPrefixLenV6:         p.MinimumPrefixLenV6,
+		AbsoluteMinimumPrefixLen:   p.AbsoluteMinimumPrefixLen,
+		AbsoluteMinimumPrefixLenV6: p.AbsoluteMinimumPrefixLenV6,
+		TimeWindowFactor:           p.TimeWindowFactor,
+		MinimumTimeWindow:          p.MinimumTimeWindow,
+		PenaltyTimeMultiplier:      p.PenaltyTimeMultiplier,
+		ReturnToBaseMultiplier:     p.ReturnToBaseMultiplier,
+		ReturnToBaseFactor:         p.ReturnToBaseFactor,
 	}
 }
 
@@ -139,13 +145,15 @@ func Default() Config {
 
 func policyDefaults(q queue.Policy) Policy {
 	return Policy{
-		MinimumPrefixLen:       q.MinimumPrefixLen,
-		MinimumPrefixLenV6:     q.MinimumPrefixLenV6,
-		TimeWindowFactor:       q.TimeWindowFactor,
-		MinimumTimeWindow:      q.MinimumTimeWindow,
-		PenaltyTimeMultiplier:  q.PenaltyTimeMultiplier,
-		ReturnToBaseMultiplier: q.ReturnToBaseMultiplier,
-		ReturnToBaseFactor:     q.ReturnToBaseFactor,
+		MinimumPrefixLen:           q.MinimumPrefixLen,
+		MinimumPrefixLenV6:         q.MinimumPrefixLenV6,
+		AbsoluteMinimumPrefixLen:   q.AbsoluteMinimumPrefixLen,
+		AbsoluteMinimumPrefixLenV6: q.AbsoluteMinimumPrefixLenV6,
+		TimeWindowFactor:           q.TimeWindowFactor,
+		MinimumTimeWindow:          q.MinimumTimeWindow,
+		PenaltyTimeMultiplier:      q.PenaltyTimeMultiplier,
+		ReturnToBaseMultiplier:     q.ReturnToBaseMultiplier,
+		ReturnToBaseFactor:         q.ReturnToBaseFactor,
 	}
 }
 

@@ -132,18 +132,36 @@ type BlockRequest struct {
 	DecodeErrors []*FieldError
 }
 
-// rules is a policy with its protected set indexed.
+// rules is a policy with its protected set and the reserved ranges
+// indexed.
 type rules struct {
 	policy    Policy
 	protected *prefixIndex[ProtectedPrefix]
 }
 
-func newRules(p Policy) *rules {
-	prot := make([]indexed[ProtectedPrefix], 0, len(p.Protected))
-	for _, pp := range p.Protected {
+// reserved indexes Reserved once.
+var reserved = indexProtected(Reserved)
+
+func indexProtected(ps []ProtectedPrefix) *prefixIndex[ProtectedPrefix] {
+	prot := make([]indexed[ProtectedPrefix], 0, len(ps))
+	for _, pp := range ps {
 		prot = append(prot, indexed[ProtectedPrefix]{pp.Prefix, pp})
 	}
-	return &rules{policy: p, protected: newPrefixIndex(prot)}
+	return newPrefixIndex(prot)
+}
+
+func newRules(p Policy) *rules {
+	return &rules{policy: p, protected: indexProtected(p.Protected)}
+}
+
+// protection returns the protected prefix cidr overlaps: the config's
+// own first, whose reason is the more telling (a BGP peer on loopback is
+// refused as the peer), then the reserved ranges.
+func (rl *rules) protection(cidr netip.Prefix) (ProtectedPrefix, bool) {
+	if pp, ok := rl.protected.overlap(cidr); ok {
+		return pp, true
+	}
+	return reserved.overlap(cidr)
 }
 
 // BlockResult is the block a request ended up with.
@@ -337,12 +355,17 @@ func (s *Service) validate(r BlockRequest, now time.Time) (checked, error) {
 		return c, fes
 	}
 	// The protected set is checked before anything can skip it.
-	if pp, ok := rl.protected.overlap(c.cidr); ok {
+	if pp, ok := rl.protection(c.cidr); ok {
 		return c, policyErr(ErrProtectedAddresses, "protected: %s overlaps %s (%s)", c.cidr, pp.Prefix, pp.Reason)
 	}
 	if r.SkipWhitelist {
 		if !r.MaySkipWhitelist {
 			return c, policyErr(ErrSkipNotPermitted, "You do not have permission to use skip_whitelist.")
+		}
+		// Without skip_whitelist the minimum below, never lower than
+		// this floor, refuses with BHR's own message.
+		if min := rl.policy.absMinPrefixLen(c.cidr); c.cidr.Bits() < min {
+			return c, policyErr(ErrPrefixTooShort, "Prefix length in %s is too small: /%d is the absolute minimum, which skip_whitelist does not lower", c.cidr, min)
 		}
 		return c, nil
 	}
@@ -367,7 +390,7 @@ func (s *Service) validate(r BlockRequest, now time.Time) (checked, error) {
 // WhitelistCheck tells whether cidr would be refused by the whitelist or
 // the protected set (for the API's dry runs and for benchmarks).
 func (s *Service) WhitelistCheck(cidr netip.Prefix) (string, bool) {
-	if pp, ok := s.rules.Load().protected.overlap(cidr); ok {
+	if pp, ok := s.rules.Load().protection(cidr); ok {
 		return pp.Prefix.String(), true
 	}
 	if e, ok := s.whitelist.Load().overlap(cidr); ok {

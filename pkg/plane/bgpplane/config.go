@@ -162,6 +162,12 @@ func (Plane) Validate(section any, enfs []config.PlaneEnforcer, ps *config.Probl
 		if p.HoldTime != 0 && (p.HoldTime < 3*time.Second || p.HoldTime > 65535*time.Second) {
 			ps.Add(key+".hold_time", "must be 0 (default) or between 3s and 65535s")
 		}
+		if p.Passive && c.GracefulRestart.Enabled {
+			// A restarting bhrd that waits for the router: the router keeps
+			// the routes stale waiting for bhrd to connect, nobody connects,
+			// and after restart_time it flushes every blackhole.
+			ps.Add(key+".passive", "a passive peer loses every blackhole when bhrd restarts with graceful_restart (the router waits for bhrd to connect, then flushes them after its restart time): let bhrd connect (passive: false) or set graceful_restart.enabled: false")
+		}
 		for j, f := range p.Families {
 			if f != bgp.IPv4Unicast && f != bgp.IPv6Unicast {
 				ps.Add(fmt.Sprintf("%s.families[%d]", key, j), "must be %s or %s; got %q", bgp.IPv4Unicast, bgp.IPv6Unicast, f)

@@ -2,8 +2,10 @@ package bgpplane_test
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/bhrd/bhrd/pkg/bgp"
@@ -83,5 +85,19 @@ func TestProtected(t *testing.T) {
 	want := []string{"100::1/128", "192.0.2.10/32", "192.0.2.253/32", "192.0.2.254/32", "192.0.2.66/32"}
 	if !slices.Equal(got, want) {
 		t.Errorf("protected %v, want %v", got, want)
+	}
+}
+
+// A passive peer with graceful restart would lose every blackhole at a
+// restart of bhrd: check-config refuses the combination and says why.
+func TestPassivePeerWithGracefulRestartRefused(t *testing.T) {
+	base := "bgp: {asn: 64512, router_id: 192.0.2.254, %s peers: [{address: 192.0.2.10, asn: 64500, passive: true}]}\nenforcers: [{ident: b, type: bgp}]\n"
+	_, err := config.Parse([]byte(fmt.Sprintf(base, "")))
+	var ps config.Problems
+	if !errors.As(err, &ps) || len(ps) != 1 || ps[0].Key != "bgp.peers[0].passive" || !strings.Contains(ps[0].Message, "flushes") {
+		t.Fatalf("passive peer with graceful restart: %v", err)
+	}
+	if _, err := config.Parse([]byte(fmt.Sprintf(base, "graceful_restart: {enabled: false},"))); err != nil {
+		t.Fatalf("passive peer without graceful restart: %v", err)
 	}
 }
