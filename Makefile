@@ -7,8 +7,8 @@ LDFLAGS   := -X main.version=$(VERSION)
 PREFIX    ?= /usr
 DESTDIR   ?=
 STATICCHECK_VERSION ?= v0.8.2
-# The whole suite, with the race detector. CI sets BHRD_REQUIRE_PG=1 and
-# BHRD_REQUIRE_ROOT=1 so that missing PostgreSQL or root fails loudly.
+# The whole suite, with the race detector. CI sets BHRD_REQUIRE_PG=1,
+# _ROOT, _BIRD and _FRR=1 so that a missing part fails loudly.
 TEST_TIMEOUT ?= 20m
 
 .PHONY: all build run test bench lint fuzz clean install verify-unit

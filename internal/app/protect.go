@@ -84,4 +84,3 @@ func databaseHosts(s config.Store) []netip.Addr {
 	}
 	return out
 }
-

@@ -3,9 +3,9 @@ package bgptest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -57,14 +57,8 @@ func RequireBIRD(t testing.TB) (bird, birdc string) {
 	if err2 != nil {
 		birdc, err2 = exec.LookPath("/usr/sbin/birdc")
 	}
-	if err1 == nil && err2 == nil {
-		return bird, birdc
-	}
-	if os.Getenv("BHRD_REQUIRE_BIRD") == "1" || os.Getenv("CI") == "true" {
-		t.Fatalf("BIRD interop test needs bird and birdc (Debian package bird2): %v %v", err1, err2)
-	}
-	t.Skip("SKIPPING BIRD interop test: bird/birdc not installed (apt-get install bird2; BHRD_REQUIRE_BIRD=1 makes this a failure)")
-	return "", ""
+	requireDaemon(t, "BIRD", "bird2", "BHRD_REQUIRE_BIRD", errors.Join(err1, err2))
+	return bird, birdc
 }
 
 // BIRDConfig says how BIRD peers with bhrd.
@@ -110,34 +104,12 @@ protocol bgp bhrd {
 	ipv6 { import all; export none; gateway recursive; next hop address ::1; };
 }
 `, c.NextHopV4, c.NextHopV6, d.Port, c.RouterASN, c.SpeakerASN)
-	confPath := filepath.Join(dir, "bird.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bird, "-f", "-c", confPath, "-s", d.sock)
-	cmd.Stdout = d.log
-	cmd.Stderr = d.log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start bird: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("bird log:\n%s", d.log.String())
-		}
-	})
-	WaitFor(t, 10*time.Second, "bird's control socket", func() (bool, string) {
-		select {
-		case err := <-exited:
-			t.Fatalf("bird exited: %v\n%s", err, d.log.String())
-		default:
-		}
-		out, err := d.Cmd("show", "status")
-		return err == nil && strings.Contains(out, "Daemon is up and running"), out
-	})
+	startDaemon(t, "bird", dir, "bird.conf", conf, d.log,
+		func(confPath string) []string { return []string{bird, "-f", "-c", confPath, "-s", d.sock} },
+		func() (bool, string) {
+			out, err := d.Cmd("show", "status")
+			return err == nil && strings.Contains(out, "Daemon is up and running"), out
+		})
 	return d
 }
 
