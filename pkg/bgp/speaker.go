@@ -62,6 +62,7 @@ type Speaker struct {
 	nextOwnerID uint32
 	handlers    []func(PeerEvent)
 	stopWatch   context.CancelFunc
+	reasons     downReasons
 }
 
 // owner serialises one owner's Announce and Withdraw calls, so that its
@@ -113,7 +114,7 @@ func (s *Speaker) Start(ctx context.Context) error {
 	if err := s.checkMultipathTCP(); err != nil {
 		return err
 	}
-	srv := server.NewBgpServer(server.LoggerOption(NewGoBGPLogger(s.log.Named("gobgp"))))
+	srv := server.NewBgpServer(server.LoggerOption(reasonLogger{NewGoBGPLogger(s.log.Named("gobgp")), &s.reasons}))
 	go srv.Serve()
 
 	global := &api.Global{
@@ -741,6 +742,10 @@ type PeerEvent struct {
 	// State is the new FSM state, as in PeerState.State.
 	State string
 	Time  time.Time
+	// Reason says why a session went down when a NOTIFICATION said so
+	// ("received NOTIFICATION 6/1 (Cease: maximum number of prefixes
+	// reached)"); empty otherwise (the connection closed, a hold timer).
+	Reason string
 }
 
 func (s *Speaker) watchPeers(ctx context.Context, srv *server.BgpServer) error {
@@ -761,7 +766,12 @@ func (s *Speaker) watchPeers(ctx context.Context, srv *server.BgpServer) error {
 			return
 		}
 		established[addr] = up
+		reason := s.reasons.take(addr)
+		if up {
+			reason = ""
+		}
 		ev := PeerEvent{
+			Reason:  reason,
 			Address: addr,
 			ASN:     st.GetPeerAsn(),
 			Up:      up,

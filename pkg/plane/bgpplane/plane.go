@@ -82,8 +82,17 @@ func (Plane) Open(ctx context.Context, env plane.Env, c config.Config, e config.
 	}
 	ident := e.Ident
 	sp.OnPeerEvent(func(ev bgp.PeerEvent) {
-		env.Log.Info("bgp peer "+map[bool]string{true: "up", false: "down"}[ev.Up],
-			zap.String("peer", ev.Address.String()), zap.Uint32("peer_asn", ev.ASN), zap.String("state", ev.State))
+		fields := []zap.Field{zap.String("peer", ev.Address.String()), zap.Uint32("peer_asn", ev.ASN), zap.String("state", ev.State)}
+		if ev.Up {
+			env.Log.Info("bgp peer up", fields...)
+		} else {
+			// The router no longer has this enforcer's blackholes.
+			reason := ev.Reason
+			if reason == "" {
+				reason = "no NOTIFICATION (connection closed or hold timer expired)"
+			}
+			env.Log.Warn("bgp peer down", append(fields, zap.String("reason", reason))...)
+		}
 		env.Audit.BGPPeer(ident, ev.Address, ev.ASN, ev.Up, ev.State)
 	})
 	if err := sp.Start(ctx); err != nil {
