@@ -79,6 +79,11 @@ type PeerConfig struct {
 	// EBGPMultihopTTL, when non-zero, allows an eBGP neighbor that is not
 	// directly connected and sets the TTL of outgoing packets to it.
 	EBGPMultihopTTL uint8
+	// TTLSecurity enables GTSM (RFC 5082) for a directly connected
+	// neighbor: packets go out with TTL 255 and the kernel drops those
+	// arriving with less, so only a host one hop away can reach the
+	// session. Not with EBGPMultihopTTL.
+	TTLSecurity bool
 	// Description is free text shown in logs and peer state.
 	Description string
 }
@@ -216,6 +221,9 @@ func (c *Config) validate() error {
 		}
 		if p.EBGPMultihopTTL != 0 && p.ASN == c.ASN {
 			add("%s: ebgp_multihop_ttl is only for eBGP peers (the peer's asn equals the local asn)", name)
+		}
+		if p.TTLSecurity && p.EBGPMultihopTTL != 0 {
+			add("%s: ttl_security is for directly connected peers; it can not be combined with a multihop TTL", name)
 		}
 	}
 	gr := c.GracefulRestart

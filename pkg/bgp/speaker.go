@@ -254,6 +254,9 @@ func (s *Speaker) apiPeer(p PeerConfig) *api.Peer {
 	if p.EBGPMultihopTTL != 0 {
 		peer.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihopTTL)}
 	}
+	if p.TTLSecurity {
+		peer.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: 255}
+	}
 	if gr.Enabled {
 		peer.GracefulRestart = &api.GracefulRestart{
 			Enabled:         true,

@@ -43,6 +43,13 @@ type Peer struct {
 	HoldTime     time.Duration `yaml:"hold_time"`
 	Families     []bgp.Family  `yaml:"families"` // ipv4-unicast, ipv6-unicast
 	MultihopTTL  uint8         `yaml:"multihop_ttl"`
+	// LocalAddress is the session's source address (zero: the kernel's
+	// choice).
+	LocalAddress netip.Addr `yaml:"local_address"`
+	// ConnectRetry is the wait between connection attempts (0: 10s).
+	ConnectRetry time.Duration `yaml:"connect_retry"`
+	// TTLSecurity enables GTSM (RFC 5082) for a directly connected peer.
+	TTLSecurity bool `yaml:"ttl_security"`
 }
 
 // Settings is one bgp enforcer's sub-section: the attributes of its
@@ -159,8 +166,17 @@ func (Plane) Validate(section any, enfs []config.PlaneEnforcer, ps *config.Probl
 		if p.ASN == 0 {
 			ps.Add(key+".asn", "required")
 		}
-		if p.HoldTime != 0 && (p.HoldTime < 3*time.Second || p.HoldTime > 65535*time.Second) {
-			ps.Add(key+".hold_time", "must be 0 (default) or between 3s and 65535s")
+		if p.HoldTime != 0 && (p.HoldTime < 3*time.Second || p.HoldTime > 65535*time.Second || p.HoldTime%time.Second != 0) {
+			ps.Add(key+".hold_time", "must be 0 (default) or whole seconds between 3s and 65535s")
+		}
+		if p.ConnectRetry < 0 || p.ConnectRetry%time.Second != 0 || p.ConnectRetry > time.Hour {
+			ps.Add(key+".connect_retry", "must be 0 (10s) or whole seconds up to 1h")
+		}
+		if p.LocalAddress.IsValid() && p.Address.IsValid() && p.LocalAddress.Unmap().Is4() != p.Address.Unmap().Is4() {
+			ps.Add(key+".local_address", "must be of the peer address's family")
+		}
+		if p.TTLSecurity && p.MultihopTTL != 0 {
+			ps.Add(key+".ttl_security", "is for directly connected peers: not with multihop_ttl")
 		}
 		if p.Passive && c.GracefulRestart.Enabled {
 			// A restarting bhrd that waits for the router: the router keeps

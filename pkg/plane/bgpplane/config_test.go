@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bhrd/bhrd/pkg/bgp"
 	"github.com/bhrd/bhrd/pkg/config"
@@ -99,5 +100,44 @@ func TestPassivePeerWithGracefulRestartRefused(t *testing.T) {
 	}
 	if _, err := config.Parse([]byte(fmt.Sprintf(base, "graceful_restart: {enabled: false},"))); err != nil {
 		t.Fatalf("passive peer without graceful restart: %v", err)
+	}
+}
+
+// The session keys a peering engineer asks for decode typed and are
+// checked together.
+func TestPeerSessionKeys(t *testing.T) {
+	c, err := config.Parse([]byte(`
+bgp:
+  asn: 64512
+  router_id: 192.0.2.254
+  peers: [{address: 192.0.2.10, asn: 64500, local_address: 192.0.2.20, connect_retry: 5s, ttl_security: true}]
+enforcers: [{ident: b, type: bgp}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := bgpplane.SectionOf(c).Peers[0]
+	if p.LocalAddress != netip.MustParseAddr("192.0.2.20") || p.ConnectRetry != 5*time.Second || !p.TTLSecurity {
+		t.Errorf("peer %+v", p)
+	}
+	_, err = config.Parse([]byte(`
+bgp:
+  asn: 64512
+  router_id: 192.0.2.254
+  peers: [{address: 192.0.2.10, asn: 64500, local_address: "2001:db8::1", connect_retry: 1500ms, ttl_security: true, multihop_ttl: 2}]
+enforcers: [{ident: b, type: bgp}]
+`))
+	var ps config.Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("%v", err)
+	}
+	got := map[string]bool{}
+	for _, p := range ps {
+		got[p.Key] = true
+	}
+	for _, k := range []string{"bgp.peers[0].local_address", "bgp.peers[0].connect_retry", "bgp.peers[0].ttl_security"} {
+		if !got[k] {
+			t.Errorf("no problem at %s: %v", k, ps)
+		}
 	}
 }

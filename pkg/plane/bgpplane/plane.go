@@ -170,7 +170,8 @@ func speakerConfig(c config.Config, st Settings) bgp.Config {
 		sc.Peers = append(sc.Peers, bgp.PeerConfig{
 			Address: p.Address, ASN: p.ASN, Port: p.Port, Passive: p.Passive,
 			Password: p.Password, HoldTime: p.HoldTime, EBGPMultihopTTL: p.MultihopTTL,
-			Description: p.Name, Families: p.Families,
+			Description: p.Name, Families: p.Families, LocalAddress: p.LocalAddress,
+			ConnectRetry: p.ConnectRetry, TTLSecurity: p.TTLSecurity,
 		})
 	}
 	return sc
