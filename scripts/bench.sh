@@ -32,6 +32,7 @@ say "## Enforcement"
 run go test -run '^$' -bench 'Announce100k$' -benchtime 3x -timeout 30m ./pkg/bgp/
 run go test -count=1 -run '^$' -bench 'BlockToRIB' -benchtime 1x -timeout 30m ./internal/app/
 run go test -count=1 -run '^$' -bench 'Enforce100k' -benchtime 1x -timeout 30m ./internal/app/
+run go test -count=1 -run '^$' -bench 'BulkUnblock10k' -benchtime 1x -timeout 10m ./internal/app/
 if [ "$(id -u)" = 0 ]; then
   run go test -run '^$' -bench 'Install100k' -benchtime 1x -count 3 ./pkg/nullroute/
 else

@@ -68,6 +68,11 @@ func (c *countingStore) UnblockNow(ctx context.Context, cidr netip.Prefix, now t
 	return b, c.count(err)
 }
 
+func (c *countingStore) UnblockNowMulti(ctx context.Context, cidrs []netip.Prefix, now time.Time, who, why string) ([]queue.Block, error) {
+	bs, err := c.Store.UnblockNowMulti(ctx, cidrs, now, who, why)
+	return bs, c.count(err)
+}
+
 func (c *countingStore) BlockQueue(ctx context.Context, ident string, now, since time.Time, limit int) ([]queue.QueueItem, error) {
 	r, err := c.Store.BlockQueue(ctx, ident, now, since, limit)
 	return r, c.count(err)

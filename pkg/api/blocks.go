@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 
@@ -99,23 +100,41 @@ func (a *API) postMBlock(c *gin.Context) {
 	writeJSON(c, http.StatusBadRequest, body)
 }
 
-// POST api/unblock_now {cidr, why}
+// POST api/unblock_now {cidr, why}; with cidr a list (JSON array or
+// repeated form values), every cidr at once, all or nothing.
 func (a *API) postUnblockNow(c *gin.Context) {
 	in, err := readInput(c)
 	if err != nil {
 		a.writeError(c, err)
 		return
 	}
-	cidr, why := in.str("cidr"), in.str("why")
+	cidrs, many := in.strs("cidr")
+	why := in.str("why")
+	if many && len(cidrs) > a.cfg.MaxMBlockItems {
+		in.fail("cidr", fmt.Sprintf("At most %d cidrs per request (api.max_mblock_items).", a.cfg.MaxMBlockItems))
+	}
 	if err := in.err(); err != nil {
 		a.writeError(c, err)
 		return
 	}
-	if _, err := a.svc.UnblockNow(c.Request.Context(), cidr, why); err != nil {
+	if !many {
+		cidr := ""
+		if len(cidrs) == 1 {
+			cidr = cidrs[0]
+		}
+		if _, err := a.svc.UnblockNow(c.Request.Context(), cidr, why); err != nil {
+			a.writeError(c, err)
+			return
+		}
+		writeJSON(c, http.StatusOK, statusOK)
+		return
+	}
+	bs, err := a.svc.UnblockNowMulti(c.Request.Context(), cidrs, why)
+	if err != nil {
 		a.writeError(c, err)
 		return
 	}
-	writeJSON(c, http.StatusOK, statusOK)
+	writeJSON(c, http.StatusOK, map[string]any{"status": "ok", "unblocked": len(bs)})
 }
 
 var statusOK = map[string]string{"status": "ok"}

@@ -115,6 +115,7 @@ var suite = []struct {
 	{"Idents", testIdents},
 	{"HeadAndOptions", testHeadAndOptions},
 	{"BadText", testBadText},
+	{"BulkUnblockNow", testBulkUnblockNow},
 }
 
 func TestAPI(t *testing.T) {

@@ -160,6 +160,28 @@ func (in *input) boolean(field string, def bool) bool {
 	return def
 }
 
+// strs returns a field that may hold several texts: a JSON array of
+// strings, or repeated form values; many is false for a single value
+// (then the one text is in the list).
+func (in *input) strs(field string) (out []string, many bool) {
+	if in.form != nil {
+		vs := in.form[field]
+		return vs, len(vs) > 1
+	}
+	s, kind, ok := in.raw(field)
+	if !ok {
+		return nil, false
+	}
+	if kind != '[' {
+		return []string{in.str(field)}, false
+	}
+	if err := json.Unmarshal([]byte(s), &out); err != nil {
+		in.fail(field, "Expected a list of strings.")
+		return nil, true
+	}
+	return out, true
+}
+
 // ids returns a list of positive integer ids: a JSON array of numbers (or
 // numeric strings), or repeated (or comma-separated) form values.
 func (in *input) ids(field string) []int64 {

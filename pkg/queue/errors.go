@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -161,3 +162,19 @@ func fieldErr(field string, sentinel error, format string, args ...any) error {
 func policyErr(sentinel error, format string, args ...any) error {
 	return &PolicyError{Message: fmt.Sprintf(format, args...), Err: sentinel}
 }
+
+// NotBlockedError names the cidrs of a bulk unblock that have no expected
+// block; it wraps ErrNotBlocked.
+type NotBlockedError struct {
+	CIDRs []netip.Prefix
+}
+
+func (e *NotBlockedError) Error() string {
+	parts := make([]string, len(e.CIDRs))
+	for i, c := range e.CIDRs {
+		parts[i] = c.String()
+	}
+	return strings.Join(parts, ", ") + ": not currently blocked"
+}
+
+func (e *NotBlockedError) Unwrap() error { return ErrNotBlocked }

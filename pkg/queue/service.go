@@ -579,6 +579,50 @@ func (s *Service) UnblockNow(ctx context.Context, cidr, why string) (Block, erro
 	return b, nil
 }
 
+// UnblockNowMulti force-unblocks every cidr at once, all or nothing:
+// every cidr must be valid and currently blocked, else nothing changes
+// and the error names each one that is not. Repeated cidrs count once.
+// Each block is reported as by UnblockNow.
+func (s *Service) UnblockNowMulti(ctx context.Context, cidrs []string, why string) ([]Block, error) {
+	var fes FieldErrors
+	if len(cidrs) == 0 {
+		fes = fes.add(fieldErr("cidr", ErrFieldRequired, "This field is required."))
+	}
+	seen := make(map[netip.Prefix]bool, len(cidrs))
+	ps := make([]netip.Prefix, 0, len(cidrs))
+	for _, c := range cidrs {
+		p, err := ParseCIDR(c)
+		if err != nil {
+			fes = fes.add(err)
+			continue
+		}
+		if !seen[p] {
+			seen[p] = true
+			ps = append(ps, p)
+		}
+	}
+	fes = fes.add(checkWhy(why))
+	if err := fes.err(); err != nil {
+		s.events.Refused(ctx, "unblock_now", err)
+		return nil, err
+	}
+	bs, err := s.store.UnblockNowMulti(ctx, ps, s.Now(), ActorFrom(ctx).Name, why)
+	var nb *NotBlockedError
+	if errors.As(err, &nb) {
+		err = fieldErr("cidr", ErrNotBlocked, "%s", nb.Error())
+		s.events.Refused(ctx, "unblock_now", err)
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("unblock %d cidrs: %w", len(ps), err)
+	}
+	s.notify()
+	for _, b := range bs {
+		s.events.UnblockedNow(ctx, b)
+	}
+	return bs, nil
+}
+
 // mayReport refuses an actor other than ident's internal enforcer for a
 // reserved ident.
 func (s *Service) mayReport(ctx context.Context, op, ident string) error {

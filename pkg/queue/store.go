@@ -41,6 +41,10 @@ type Store interface {
 	// the updated block, or ErrNotBlocked when no expected block has
 	// exactly that cidr.
 	UnblockNow(ctx context.Context, cidr netip.Prefix, now time.Time, who, why string) (Block, error)
+	// UnblockNowMulti does UnblockNow for every cidr (distinct) in one
+	// transaction, all or nothing: when any has no expected block it
+	// changes nothing and returns a *NotBlockedError naming them.
+	UnblockNowMulti(ctx context.Context, cidrs []netip.Prefix, now time.Time, who, why string) ([]Block, error)
 
 	// BlockQueue lists, oldest (lowest id) first, at most limit expected
 	// blocks that have no entry for ident; if since is non-zero, only

@@ -484,17 +484,7 @@ func (s *Store) UnblockNow(ctx context.Context, cidr netip.Prefix, now time.Time
 	b.Queue("BEGIN")
 	// The same order as ApplyBlocks, idents lock aside: bulk, then cidr.
 	b.Queue(`SELECT pg_advisory_xact_lock_shared($1, $2)::text, pg_advisory_xact_lock($3)::text`, lockClass, lockBulk, cidrLockKey(cidr))
-	b.Queue(sqlUnblockNow, cidr, now, who, why).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var notify string
-			blk, err := scanBlock(rows, &notify)
-			if err != nil {
-				return err
-			}
-			blocks = append(blocks, blk)
-		}
-		return rows.Err()
-	})
+	b.Queue(sqlUnblockNow, cidr, now, who, why).Query(scanUnblocked(&blocks))
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return queue.Block{}, fmt.Errorf("unblock %s: %w", cidr, err)
@@ -503,6 +493,73 @@ func (s *Store) UnblockNow(ctx context.Context, cidr netip.Prefix, now time.Time
 		return queue.Block{}, fmt.Errorf("unblock %s: %w", cidr, queue.ErrNotBlocked)
 	}
 	return blocks[0], nil
+}
+
+// scanUnblocked appends the blocks sqlUnblockNow returns to out.
+func scanUnblocked(out *[]queue.Block) func(pgx.Rows) error {
+	return func(rows pgx.Rows) error {
+		for rows.Next() {
+			var notify string
+			blk, err := scanBlock(rows, &notify)
+			if err != nil {
+				return err
+			}
+			*out = append(*out, blk)
+		}
+		return rows.Err()
+	}
+}
+
+var sqlUnblockNowMulti = strings.Replace(sqlUnblockNow, "b.cidr = $1", "b.cidr = ANY($1::cidr[])", 1)
+
+// UnblockNowMulti implements queue.Store in one transaction: the bulk
+// lock shared and every cidr's lock, in key order (two bulk unblocks can
+// not deadlock), one statement, then COMMIT, or ROLLBACK when a cidr had
+// no expected block.
+func (s *Store) UnblockNowMulti(ctx context.Context, cidrs []netip.Prefix, now time.Time, who, why string) ([]queue.Block, error) {
+	now = now.UTC()
+	masked := make([]netip.Prefix, len(cidrs))
+	keys := make([]int64, len(cidrs))
+	for i, c := range cidrs {
+		masked[i] = c.Masked()
+		keys[i] = cidrLockKey(masked[i])
+	}
+	slices.Sort(keys)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("unblock now: %w", err)
+	}
+	defer conn.Release()
+	defer finishTx(conn)
+	var blocks []queue.Block
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(`SELECT pg_advisory_xact_lock_shared($1, $2)::text, (SELECT count(pg_advisory_xact_lock(k)) FROM unnest($3::int8[]) AS k)`,
+		lockClass, lockBulk, keys)
+	b.Queue(sqlUnblockNowMulti, masked, now, who, why).Query(scanUnblocked(&blocks))
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("unblock now: %w", err)
+	}
+	got := make(map[netip.Prefix]bool, len(blocks))
+	for _, blk := range blocks {
+		got[blk.CIDR] = true
+	}
+	var missing []netip.Prefix
+	for _, c := range masked {
+		if !got[c] {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+			return nil, fmt.Errorf("unblock now: %w", err)
+		}
+		return nil, fmt.Errorf("unblock now: %w", &queue.NotBlockedError{CIDRs: missing})
+	}
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		return nil, fmt.Errorf("unblock now: %w", err)
+	}
+	return blocks, nil
 }
 
 // GetBlock implements queue.Store.

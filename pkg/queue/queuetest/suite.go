@@ -614,6 +614,43 @@ func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 		wantErr(t, err, queue.ErrInvalidCIDR, "")
 	})
 
+	t.Run("UnblockNowMultiAllOrNothing", func(t *testing.T) {
+		e := env(t)
+		a := e.MustBlock(Req("198.51.100.1", "1d"))
+		e.MustBlock(Req("198.51.100.2", "1d"))
+		if err := e.Svc.SetBlocked(e.Ctx, "bgp1", []int64{a.Block.ID}); err != nil {
+			t.Fatal(err)
+		}
+		// One of three not blocked: nothing changes, and it is named.
+		_, err := e.Svc.UnblockNowMulti(e.Ctx, []string{"198.51.100.1", "198.51.100.3", "198.51.100.2"}, "incident over")
+		var fe *queue.FieldError
+		if !errors.As(err, &fe) || fe.Field != "cidr" || !errors.Is(err, queue.ErrNotBlocked) {
+			t.Fatalf("bulk unblock with one not blocked: %v", err)
+		}
+		eq(t, "message", fe.Message, "198.51.100.3/32: not currently blocked")
+		eq(t, "still expected", len(e.list(queue.FilterExpected)), 2)
+		eq(t, "nothing queued for removal", len(e.unblockQueue("bgp1")), 0)
+		// All blocked (one repeated): all go at once.
+		ch := e.Svc.Changed()
+		bs, err := e.Svc.UnblockNowMulti(e.Ctx, []string{"198.51.100.1", "198.51.100.2", "198.51.100.1/32"}, "incident over")
+		if err != nil {
+			t.Fatal(err)
+		}
+		eq(t, "woken", isClosed(ch), true)
+		eq(t, "unblocked", len(bs), 2)
+		for _, b := range bs {
+			eq(t, "forced", b.ForcedUnblock, true)
+			eq(t, "why", b.UnblockWhy, "incident over")
+		}
+		eq(t, "not expected", len(e.list(queue.FilterExpected)), 0)
+		eq(t, "in bgp1's unblock queue", len(e.unblockQueue("bgp1")), 1)
+		_, err = e.Svc.UnblockNowMulti(e.Ctx, []string{"198.51.100.1", "banana"}, "")
+		var fes queue.FieldErrors
+		if !errors.As(err, &fes) || len(fes) != 2 {
+			t.Fatalf("bad cidr and no why: want both field errors, got %v", err)
+		}
+	})
+
 	t.Run("TwoIdentLifecycle", func(t *testing.T) {
 		e := env(t)
 		// Register both idents before the block, as running enforcers are.

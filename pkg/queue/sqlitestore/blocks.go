@@ -251,6 +251,54 @@ func (s *Store) UnblockNow(ctx context.Context, cidr netip.Prefix, now time.Time
 	return out, nil
 }
 
+// UnblockNowMulti implements queue.Store in one write transaction.
+func (s *Store) UnblockNowMulti(ctx context.Context, cidrs []netip.Prefix, now time.Time, who, why string) ([]queue.Block, error) {
+	now = truncTime(now)
+	var out []queue.Block
+	err := s.write(ctx, func(t *txn) error {
+		out = out[:0]
+		var missing []netip.Prefix
+		for _, c := range cidrs {
+			p, err := canonical(c)
+			if err != nil {
+				return err
+			}
+			b, err := t.queryBlock(qExpectedBlock, p.String(), micros(now))
+			if err != nil {
+				return err
+			}
+			if b == nil {
+				missing = append(missing, c.Masked())
+				continue
+			}
+			for _, q := range []string{qForceUnblock, qForceUnblockEntry, qDequeueBlock} {
+				var args []any
+				switch q {
+				case qForceUnblock:
+					args = []any{micros(now), who, why, b.ID}
+				case qForceUnblockEntry:
+					args = []any{micros(now), b.ID}
+				default:
+					args = []any{b.ID}
+				}
+				if _, err := t.exec(q, args...); err != nil {
+					return err
+				}
+			}
+			b.ForcedUnblock, b.UnblockAt, b.UnblockWho, b.UnblockWhy = true, now, who, why
+			out = append(out, *b)
+		}
+		if len(missing) > 0 {
+			return &queue.NotBlockedError{CIDRs: missing}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unblock now: %w", err)
+	}
+	return out, nil
+}
+
 // GetBlock implements queue.Store.
 func (s *Store) GetBlock(ctx context.Context, id int64) (queue.Block, error) {
 	st, err := s.readStmt(ctx, qGetBlock)
