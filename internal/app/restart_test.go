@@ -167,24 +167,8 @@ func TestRestartAfterKill(t *testing.T) {
 	bin := buildBhrd(t, dir)
 	r := bgptest.NewRouter(t, routerASN)
 	r.AddPeer(speakerASN, bgptest.PeerOptions{GracefulRestart: true})
-	apiPort := bgptest.FreePort(t)
-	apiAddr := fmt.Sprintf("127.0.0.1:%d", apiPort)
-	cfgPath, cfg := daemonConfig(t, dir, apiPort, r.Port)
-
-	_, st := seedService(t, cfg, nil)
-	token := newToken(t, st)
-	st.Close()
-
-	d1 := startDaemon(t, bin, cfgPath, apiAddr)
-	api := newClient(t, apiAddr, token)
-	first := hostPrefixes("198.18.0.0", 1000)
-	items := make([]map[string]string, len(first))
-	for i, p := range first {
-		items[i] = map[string]string{"cidr": p.String(), "source": "e2e", "why": "restart test", "duration": "1h"}
-	}
-	if st, body := api.do("POST", "/bhr/api/mblock", items); st != http.StatusCreated {
-		t.Fatalf("POST mblock of %d: status %d: %.300s", len(items), st, body)
-	}
+	rs := newRestartRun(t, bin, dir, r.Port)
+	d1, api, first := rs.d1, rs.api, rs.first
 	start := time.Now()
 	r.WaitCount(bgp.IPv4Unicast, 30*time.Second, len(first))
 	r.WaitRIB(bgp.IPv4Unicast, 10*time.Second, first, blackholeCheck(nextHopV4))
@@ -195,21 +179,10 @@ func TestRestartAfterKill(t *testing.T) {
 	// The helper keeps every route, marked stale, while bhrd is away.
 	r.WaitRIB(bgp.IPv4Unicast, 5*time.Second, first, bgptest.StaleIs(true))
 
-	// While bhrd is down, the expected set changes through the store:
-	// 100 blocks are unblocked and 50 new ones added.
-	svc, st := seedService(t, cfg, nil)
-	for _, p := range first[:100] {
-		if _, err := svc.UnblockNow(t.Context(), p.String(), "restart test"); err != nil {
-			t.Fatalf("unblock %s: %v", p, err)
-		}
-	}
-	added := hostPrefixes("198.18.10.0", 50)
-	mblock(t, svc, blockRequests(added, "1h", ""))
-	st.Close()
-	want := append(append([]netip.Prefix(nil), first[100:]...), added...)
+	want, _ := rs.changeWhileDown(t)
 
 	start = time.Now()
-	startDaemon(t, bin, cfgPath, apiAddr)
+	startDaemon(t, bin, rs.cfgPath, rs.apiAddr)
 	// GoBGP (the router here) refuses connections for 5 s after a session
 	// drops, so bhrd's first attempt is usually turned away and the
 	// session comes back on a retry, some 8 s after the start.
@@ -238,4 +211,52 @@ func TestRestartAfterKill(t *testing.T) {
 		}
 		return true, ""
 	})
+}
+
+// restartRun is a bhrd binary announcing 1,000 blocks (first) to a
+// graceful-restart peer on 127.0.0.1:peerPort, with its config and token.
+type restartRun struct {
+	cfgPath, apiAddr string
+	cfg              config.Config
+	d1               *daemon
+	api              *client
+	first            []netip.Prefix
+}
+
+func newRestartRun(t *testing.T, bin, dir string, peerPort int) *restartRun {
+	t.Helper()
+	apiPort := bgptest.FreePort(t)
+	rs := &restartRun{apiAddr: fmt.Sprintf("127.0.0.1:%d", apiPort)}
+	rs.cfgPath, rs.cfg = daemonConfig(t, dir, apiPort, peerPort)
+	_, st := seedService(t, rs.cfg, nil)
+	token := newToken(t, st)
+	st.Close()
+	rs.d1 = startDaemon(t, bin, rs.cfgPath, rs.apiAddr)
+	rs.api = newClient(t, rs.apiAddr, token)
+	rs.first = hostPrefixes("198.18.0.0", 1000)
+	items := make([]map[string]string, len(rs.first))
+	for i, p := range rs.first {
+		items[i] = map[string]string{"cidr": p.String(), "source": "e2e", "why": "restart test", "duration": "1h"}
+	}
+	if st, body := rs.api.do("POST", "/bhr/api/mblock", items); st != http.StatusCreated {
+		t.Fatalf("POST mblock of %d: status %d: %.300s", len(items), st, body)
+	}
+	return rs
+}
+
+// changeWhileDown changes the expected set through the store while bhrd
+// is down: the first 100 blocks are unblocked and 50 new ones added. It
+// returns the new expected set and the added prefixes.
+func (rs *restartRun) changeWhileDown(t *testing.T) (want, added []netip.Prefix) {
+	t.Helper()
+	svc, st := seedService(t, rs.cfg, nil)
+	defer st.Close()
+	for _, p := range rs.first[:100] {
+		if _, err := svc.UnblockNow(t.Context(), p.String(), "restart test"); err != nil {
+			t.Fatalf("unblock %s: %v", p, err)
+		}
+	}
+	added = hostPrefixes("198.18.10.0", 50)
+	mblock(t, svc, blockRequests(added, "1h", ""))
+	return append(append([]netip.Prefix(nil), rs.first[100:]...), added...), added
 }

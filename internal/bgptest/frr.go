@@ -48,6 +48,9 @@ type FRRConfig struct {
 	// Addr is the loopback address bgpd listens on (127.0.0.1 when zero);
 	// bhrd connects from 127.0.0.1.
 	Addr netip.Addr
+	// GracefulRestart makes FRR a graceful-restart helper for bhrd, with
+	// a stale-path time long enough for any test.
+	GracefulRestart bool
 }
 
 // StartFRR runs bgpd with bhrd (127.0.0.1) as a passive neighbour in both
@@ -61,12 +64,16 @@ func StartFRR(t testing.TB, c FRRConfig) *FRR {
 	}
 	dir := t.TempDir()
 	f := &FRR{t: t, dir: dir, addr: c.Addr, Port: FreePort(t), log: &lockedBuffer{}}
+	gr := ""
+	if c.GracefulRestart {
+		gr = " bgp graceful-restart\n bgp graceful-restart stalepath-time 300\n"
+	}
 	conf := fmt.Sprintf(`frr defaults traditional
 hostname frr-test
 router bgp %d
  bgp router-id 10.255.2.%d
  no bgp ebgp-requires-policy
- neighbor 127.0.0.1 remote-as %d
+`+gr+` neighbor 127.0.0.1 remote-as %d
  neighbor 127.0.0.1 passive
  neighbor 127.0.0.1 timers 3 9
  address-family ipv4 unicast
@@ -121,6 +128,9 @@ type FRRPath struct {
 		String string `json:"string"`
 	} `json:"community"`
 }
+
+// Count returns how many prefixes bgpd's RIB of one family holds.
+func (f *FRR) Count(family string) int { return len(f.Prefixes(family)) }
 
 // Prefixes returns every prefix in bgpd's RIB of one family ("ipv4" or
 // "ipv6") with its paths.
