@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -121,10 +122,36 @@ func (h *rootHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writePlain(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
 			return
 		}
-		writePlain(w, http.StatusOK, "ready\n")
+		// A router that is down does not make bhrd unready (the API
+		// still queues blocks and the other peers still enforce them), but
+		// that router has none of the blackholes: say so.
+		body := "ready\n"
+		if down := h.a.peersDown(r.Context()); len(down) > 0 {
+			body += "bgp peers down: " + strings.Join(down, ", ") + "\n"
+		}
+		writePlain(w, http.StatusOK, body)
 	default:
 		h.bhr.ServeHTTP(w, r)
 	}
+}
+
+// peersDown lists the configured BGP peers whose session is not
+// established, as "ident peer (state)".
+func (a *App) peersDown(ctx context.Context) []string {
+	byIdent, err := a.BGPPeers(ctx)
+	if err != nil {
+		return nil // Ready has just read them; a failure now shows at the next call
+	}
+	var out []string
+	for ident, ps := range byIdent {
+		for _, p := range ps {
+			if !p.Up {
+				out = append(out, fmt.Sprintf("%s %s (%s)", ident, p.Address, p.State))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func writePlain(w http.ResponseWriter, status int, body string) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/osrg/gobgp/v3/api"
 	"github.com/bhrd/bhrd/internal/bgptest"
 	"github.com/bhrd/bhrd/pkg/auth"
 	"github.com/bhrd/bhrd/pkg/bgp"
@@ -165,6 +166,16 @@ func TestMetricsAndHealth(t *testing.T) {
 	if _, ok := metricValue(body, "go_goroutines", nil); !ok {
 		t.Error("no Go runtime metrics")
 	}
+
+	// A router whose session is down leaves bhrd ready, and /readyz
+	// names it.
+	if err := r.Server().DeletePeer(ctx, &api.DeletePeerRequest{Address: "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	bgptest.WaitFor(t, 20*time.Second, "/readyz to name the peer that is down", func() (bool, string) {
+		code, body := get(t, base+"/readyz")
+		return code == 200 && strings.Contains(body, "bgp peers down: r1 127.0.0.1 ("), body
+	})
 
 	// A dead store: not ready, and the failures are counted.
 	if err := a.store.Close(); err != nil {
