@@ -13,6 +13,7 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
+
 	"github.com/bhrd/bhrd/internal/bgptest"
 	"github.com/bhrd/bhrd/pkg/auth"
 	"github.com/bhrd/bhrd/pkg/bgp"
