@@ -78,14 +78,15 @@ func (a *App) newAPI() (*api.API, error) {
 		local = append(local, p.Masked())
 	}
 	h, err := api.New(api.Options{
-		Service:       a.svc,
-		Auth:          auth.NewAuthenticator(a.store, auth.AuthenticatorOptions{}),
-		Logger:        a.log.Named("api"),
-		Config:        cfg.API,
-		LocalNetworks: local,
-		Audit:         a.audit,
-		OnRequest:     a.mets.observeRequest,
-		BGPPeers:      a.peersJSON,
+		Service:          a.svc,
+		StoreUnavailable: a.store.Unavailable,
+		Auth:             auth.NewAuthenticator(a.store, auth.AuthenticatorOptions{}),
+		Logger:           a.log.Named("api"),
+		Config:           cfg.API,
+		LocalNetworks:    local,
+		Audit:            a.audit,
+		OnRequest:        a.mets.observeRequest,
+		BGPPeers:         a.peersJSON,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)

@@ -19,6 +19,9 @@ type Store interface {
 	queue.Store
 	auth.Store
 	Migrate(ctx context.Context) ([]string, error)
+	// Unavailable tells a store that can not serve now (a client may
+	// retry: 503) from any other failure.
+	Unavailable(err error) bool
 }
 
 var (

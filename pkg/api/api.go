@@ -34,6 +34,10 @@ const (
 type Options struct {
 	Service *queue.Service
 	Auth    *auth.Authenticator
+	// StoreUnavailable, when set, tells a failure of the store that can
+	// not serve now (answered 503 with Retry-After) from other failures
+	// (500).
+	StoreUnavailable func(error) bool
 	// Logger receives one access-log line per request and handler errors.
 	Logger *zap.Logger
 	Config config.API
@@ -54,16 +58,17 @@ type Options struct {
 
 // API is the HTTP handler for everything under /bhr/.
 type API struct {
-	svc    *queue.Service
-	auth   *auth.Authenticator
-	log    *zap.Logger
-	audit  *audit.Logger
-	onReq  func(method, route string, status int, d time.Duration)
-	peers  func(ctx context.Context) (any, error)
-	cfg    config.API
-	local  []netip.Prefix
-	base   string // scheme://host[/prefix] from config, "" = from the request
-	engine *gin.Engine
+	svc         *queue.Service
+	auth        *auth.Authenticator
+	log         *zap.Logger
+	unavailable func(error) bool
+	audit       *audit.Logger
+	onReq       func(method, route string, status int, d time.Duration)
+	peers       func(ctx context.Context) (any, error)
+	cfg         config.API
+	local       []netip.Prefix
+	base        string // scheme://host[/prefix] from config, "" = from the request
+	engine      *gin.Engine
 
 	waiting   atomic.Int64
 	drain     chan struct{}
@@ -98,16 +103,17 @@ func New(opts Options) (*API, error) {
 		return nil, err
 	}
 	a := &API{
-		svc:   opts.Service,
-		auth:  opts.Auth,
-		log:   opts.Logger,
-		audit: opts.Audit,
-		onReq: opts.OnRequest,
-		peers: opts.BGPPeers,
-		cfg:   c,
-		local: opts.LocalNetworks,
-		base:  base,
-		drain: make(chan struct{}),
+		svc:         opts.Service,
+		auth:        opts.Auth,
+		log:         opts.Logger,
+		audit:       opts.Audit,
+		onReq:       opts.OnRequest,
+		peers:       opts.BGPPeers,
+		unavailable: opts.StoreUnavailable,
+		cfg:         c,
+		local:       opts.LocalNetworks,
+		base:        base,
+		drain:       make(chan struct{}),
 	}
 	// gin's mode is process-wide; debug mode prints every route to stdout.
 	ginMode.Do(func() { gin.SetMode(gin.ReleaseMode) })

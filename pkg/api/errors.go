@@ -91,6 +91,16 @@ func (a *API) writeError(c *gin.Context, err error) {
 		return
 	}
 	status, body, ok := errorBody(err)
+	if !ok && a.unavailable != nil && a.unavailable(err) {
+		// The store can not serve now: say so, and when to try again,
+		// instead of a 500 that looks like a bug.
+		a.log.Warn("store unavailable", zap.Error(err), zap.String("request_id", requestIDOf(c)),
+			zap.String("route", c.FullPath()))
+		c.Header("Retry-After", "5")
+		writeJSON(c, http.StatusServiceUnavailable, detail("The store is unavailable; retry later."))
+		c.Abort()
+		return
+	}
 	if !ok {
 		a.log.Error("request failed", zap.Error(err), zap.String("request_id", requestIDOf(c)),
 			zap.String("route", c.FullPath()))

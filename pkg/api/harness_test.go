@@ -37,6 +37,7 @@ type testStore interface {
 	queue.Store
 	auth.Store
 	Migrate(ctx context.Context) ([]string, error)
+	Unavailable(err error) bool
 }
 
 type storeFactory func(t testing.TB) testStore
@@ -56,6 +57,14 @@ func sqliteStore(t testing.TB) testStore {
 
 func postgresStore(t testing.TB) testStore {
 	t.Helper()
+	st, _ := openPostgres(t)
+	return st
+}
+
+// openPostgres opens a migrated store on a fresh database and returns its
+// URL too.
+func openPostgres(t testing.TB) (*pgstore.Store, string) {
+	t.Helper()
 	u := pgtest.NewDatabase(t)
 	st, err := pgstore.Open(context.Background(), u)
 	if err != nil {
@@ -65,7 +74,7 @@ func postgresStore(t testing.TB) testStore {
 	if _, err := st.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return st
+	return st, u
 }
 
 var stores = []struct {
@@ -238,7 +247,8 @@ func newEnv(t testing.TB, f storeFactory, o envOpts) *env {
 		logger = o.logger
 	}
 	authn := auth.NewAuthenticator(as, auth.AuthenticatorOptions{})
-	h, err := api.New(api.Options{Service: svc, Auth: authn, Logger: logger, Config: cfg, LocalNetworks: local})
+	h, err := api.New(api.Options{Service: svc, Auth: authn, Logger: logger, Config: cfg, LocalNetworks: local,
+		StoreUnavailable: st.Unavailable})
 	if err != nil {
 		t.Fatal(err)
 	}
