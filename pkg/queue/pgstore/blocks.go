@@ -470,6 +470,10 @@ SELECT ` + blockCols + `, pg_notify('` + Channel + `', 'blocks')::text FROM ub O
 // expected blocks share the cidr (the Service never makes that), all are
 // forced off and the newest is returned.
 func (s *Store) UnblockNow(ctx context.Context, cidr netip.Prefix, now time.Time, who, why string) (queue.Block, error) {
+	return retryConflicts(ctx, func() (queue.Block, error) { return s.unblockNow(ctx, cidr, now, who, why) })
+}
+
+func (s *Store) unblockNow(ctx context.Context, cidr netip.Prefix, now time.Time, who, why string) (queue.Block, error) {
 	now = now.UTC()
 	cidr = cidr.Masked()
 	conn, err := s.pool.Acquire(ctx)
@@ -517,6 +521,10 @@ var sqlUnblockNowMulti = strings.Replace(sqlUnblockNow, "b.cidr = $1", "b.cidr =
 // not deadlock), one statement, then COMMIT, or ROLLBACK when a cidr had
 // no expected block.
 func (s *Store) UnblockNowMulti(ctx context.Context, cidrs []netip.Prefix, now time.Time, who, why string) ([]queue.Block, error) {
+	return retryConflicts(ctx, func() ([]queue.Block, error) { return s.unblockNowMulti(ctx, cidrs, now, who, why) })
+}
+
+func (s *Store) unblockNowMulti(ctx context.Context, cidrs []netip.Prefix, now time.Time, who, why string) ([]queue.Block, error) {
 	now = now.UTC()
 	masked := make([]netip.Prefix, len(cidrs))
 	keys := make([]int64, len(cidrs))

@@ -340,6 +340,10 @@ ORDER BY x.id`
 // runNotifier): another bhrd's expiry timer must learn of their
 // unblock_at.
 func (s *Store) SetBlocked(ctx context.Context, ident string, blockIDs []int64, now time.Time) ([]queue.QueueItem, error) {
+	return retryConflicts(ctx, func() ([]queue.QueueItem, error) { return s.setBlocked(ctx, ident, blockIDs, now) })
+}
+
+func (s *Store) setBlocked(ctx context.Context, ident string, blockIDs []int64, now time.Time) ([]queue.QueueItem, error) {
 	if len(blockIDs) == 0 {
 		return nil, nil
 	}
@@ -429,6 +433,10 @@ ORDER BY x.id`
 
 // SetUnblocked implements queue.Store.
 func (s *Store) SetUnblocked(ctx context.Context, entryIDs []int64, now time.Time, refuse []string) ([]queue.UnblockItem, error) {
+	return retryConflicts(ctx, func() ([]queue.UnblockItem, error) { return s.setUnblocked(ctx, entryIDs, now, refuse) })
+}
+
+func (s *Store) setUnblocked(ctx context.Context, entryIDs []int64, now time.Time, refuse []string) ([]queue.UnblockItem, error) {
 	if len(entryIDs) == 0 {
 		return nil, nil
 	}
