@@ -62,6 +62,7 @@ type API struct {
 	auth        *auth.Authenticator
 	log         *zap.Logger
 	unavailable func(error) bool
+	logins      *loginThrottle
 	audit       *audit.Logger
 	onReq       func(method, route string, status int, d time.Duration)
 	peers       func(ctx context.Context) (any, error)
@@ -110,6 +111,7 @@ func New(opts Options) (*API, error) {
 		onReq:       opts.OnRequest,
 		peers:       opts.BGPPeers,
 		unavailable: opts.StoreUnavailable,
+		logins:      newLoginThrottle(),
 		cfg:         c,
 		local:       opts.LocalNetworks,
 		base:        base,

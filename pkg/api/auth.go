@@ -2,8 +2,11 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -64,7 +67,15 @@ func (a *API) authenticate(c *gin.Context) {
 			return
 		}
 		bad = msgInvalidBasic
+		keys := []string{"addr " + c.RemoteIP(), "user " + user}
+		if left := a.logins.blocked(keys...); left > 0 {
+			a.throttled(c, user, left)
+			return
+		}
 		p, err = a.auth.Basic(c.Request.Context(), user, pw)
+		if errors.Is(err, auth.ErrInvalidCredentials) {
+			a.logins.fail(keys...)
+		}
 	default:
 		c.Next()
 		return
@@ -96,6 +107,20 @@ func (a *API) authFailed(c *gin.Context, scheme, user, msg string) {
 		a.audit.AuthFailed(who, scheme, msg)
 	}
 	unauthorized(c, msg)
+}
+
+// throttled answers 429 to a password login from an address or for a
+// user with too many recent failures, and records it.
+func (a *API) throttled(c *gin.Context, user string, left time.Duration) {
+	msg := fmt.Sprintf("Too many failed logins; try again in %d seconds.", int(left.Seconds())+1)
+	if a.audit != nil {
+		who := actor(c)
+		who.Name = user
+		a.audit.AuthFailed(who, "basic", msg)
+	}
+	c.Header("Retry-After", strconv.Itoa(int(left.Seconds())+1))
+	writeJSON(c, http.StatusTooManyRequests, detail(msg))
+	c.Abort()
 }
 
 func unauthorized(c *gin.Context, msg string) {

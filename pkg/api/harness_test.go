@@ -125,6 +125,7 @@ var suite = []struct {
 	{"HeadAndOptions", testHeadAndOptions},
 	{"BadText", testBadText},
 	{"BulkUnblockNow", testBulkUnblockNow},
+	{"LoginThrottle", testLoginThrottle},
 }
 
 func TestAPI(t *testing.T) {
