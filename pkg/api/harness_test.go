@@ -125,7 +125,6 @@ var suite = []struct {
 	{"HeadAndOptions", testHeadAndOptions},
 	{"BadText", testBadText},
 	{"BulkUnblockNow", testBulkUnblockNow},
-	{"LoginThrottle", testLoginThrottle},
 }
 
 func TestAPI(t *testing.T) {
