@@ -17,6 +17,7 @@ import (
 
 	"github.com/bhrd/bhrd/pkg/api"
 	"github.com/bhrd/bhrd/pkg/auth"
+	"github.com/bhrd/bhrd/pkg/bgp"
 )
 
 // startAPI listens on the configured address and serves the API.
@@ -119,7 +120,8 @@ func (h *rootHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Alive: the process answers HTTP.
 		writePlain(w, http.StatusOK, "ok\n")
 	case "/readyz":
-		if err := h.a.Ready(r.Context()); err != nil {
+		peers, err := h.a.readiness(r.Context())
+		if err != nil {
 			writePlain(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
 			return
 		}
@@ -127,7 +129,7 @@ func (h *rootHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// still queues blocks and the other peers still enforce them), but
 		// that router has none of the blackholes: say so.
 		body := "ready\n"
-		if down := h.a.peersDown(r.Context()); len(down) > 0 {
+		if down := peersDown(peers); len(down) > 0 {
 			body += "bgp peers down: " + strings.Join(down, ", ") + "\n"
 		}
 		writePlain(w, http.StatusOK, body)
@@ -136,13 +138,9 @@ func (h *rootHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// peersDown lists the configured BGP peers whose session is not
-// established, as "ident peer (state)".
-func (a *App) peersDown(ctx context.Context) []string {
-	byIdent, err := a.BGPPeers(ctx)
-	if err != nil {
-		return nil // Ready has just read them; a failure now shows at the next call
-	}
+// peersDown lists the BGP peers whose session is not established, as
+// "ident peer (state)".
+func peersDown(byIdent map[string][]bgp.PeerState) []string {
 	var out []string
 	for ident, ps := range byIdent {
 		for _, p := range ps {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/bhrd/bhrd/pkg/bgp"
 )
 
 // hungAfter is how long one pass over an enforcer's queues may take
@@ -29,24 +31,31 @@ func (a *App) WaitReconciled(ctx context.Context) error {
 // Ready reports whether bhrd can do its job: the store answers, every
 // enforcer has reconciled and none is stuck in one pass.
 func (a *App) Ready(ctx context.Context) error {
+	_, err := a.readiness(ctx)
+	return err
+}
+
+// readiness is Ready, returning the BGP peers it read on the way.
+func (a *App) readiness(ctx context.Context) (map[string][]bgp.PeerState, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, _, err := a.svc.NextUnblockAt(ctx); err != nil {
-		return fmt.Errorf("store: %w", err)
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	for _, st := range a.EnforcerStatus() {
 		if !st.Reconciled {
-			return fmt.Errorf("enforcer %s: not reconciled yet", st.Ident)
+			return nil, fmt.Errorf("enforcer %s: not reconciled yet", st.Ident)
 		}
 		if !st.BusySince.IsZero() && time.Since(st.BusySince) > hungAfter {
-			return fmt.Errorf("enforcer %s: one pass has taken %s", st.Ident, time.Since(st.BusySince).Round(time.Second))
+			return nil, fmt.Errorf("enforcer %s: one pass has taken %s", st.Ident, time.Since(st.BusySince).Round(time.Second))
 		}
 	}
 	// The BGP speakers answer (they were started with their enforcers).
-	if _, err := a.BGPPeers(ctx); err != nil {
-		return fmt.Errorf("peers: %w", err)
+	peers, err := a.BGPPeers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("peers: %w", err)
 	}
-	return nil
+	return peers, nil
 }
 
 // Notify tells systemd (Type=notify) that bhrd is ready once every

@@ -227,21 +227,9 @@ func (s *Store) UnblockNow(ctx context.Context, cidr netip.Prefix, now time.Time
 		if b == nil {
 			return fmt.Errorf("%s: %w", p, queue.ErrNotBlocked)
 		}
-		if _, err := t.exec(qForceUnblock, micros(now), who, why, b.ID); err != nil {
+		if err := t.forceUnblock(b, now, who, why); err != nil {
 			return err
 		}
-		// The entries' copies move too, so that every ident's unblock
-		// queue picks the block up at once.
-		if _, err := t.exec(qForceUnblockEntry, micros(now), b.ID); err != nil {
-			return err
-		}
-		if _, err := t.exec(qDequeueBlock, b.ID); err != nil {
-			return err
-		}
-		b.ForcedUnblock = true
-		b.UnblockAt = now
-		b.UnblockWho = who
-		b.UnblockWhy = why
 		out = *b
 		return nil
 	})
@@ -249,6 +237,23 @@ func (s *Store) UnblockNow(ctx context.Context, cidr netip.Prefix, now time.Time
 		return queue.Block{}, fmt.Errorf("unblock now: %w", err)
 	}
 	return out, nil
+}
+
+// forceUnblock ends the expected block b now: its row, the unblock_at
+// copies of its open entries (so that every ident's unblock queue picks
+// it up at once), and its place in every block queue; b is updated.
+func (t *txn) forceUnblock(b *queue.Block, now time.Time, who, why string) error {
+	if _, err := t.exec(qForceUnblock, micros(now), who, why, b.ID); err != nil {
+		return err
+	}
+	if _, err := t.exec(qForceUnblockEntry, micros(now), b.ID); err != nil {
+		return err
+	}
+	if _, err := t.exec(qDequeueBlock, b.ID); err != nil {
+		return err
+	}
+	b.ForcedUnblock, b.UnblockAt, b.UnblockWho, b.UnblockWhy = true, now, who, why
+	return nil
 }
 
 // UnblockNowMulti implements queue.Store in one write transaction.
@@ -271,21 +276,9 @@ func (s *Store) UnblockNowMulti(ctx context.Context, cidrs []netip.Prefix, now t
 				missing = append(missing, c.Masked())
 				continue
 			}
-			for _, q := range []string{qForceUnblock, qForceUnblockEntry, qDequeueBlock} {
-				var args []any
-				switch q {
-				case qForceUnblock:
-					args = []any{micros(now), who, why, b.ID}
-				case qForceUnblockEntry:
-					args = []any{micros(now), b.ID}
-				default:
-					args = []any{b.ID}
-				}
-				if _, err := t.exec(q, args...); err != nil {
-					return err
-				}
+			if err := t.forceUnblock(b, now, who, why); err != nil {
+				return err
 			}
-			b.ForcedUnblock, b.UnblockAt, b.UnblockWho, b.UnblockWhy = true, now, who, why
 			out = append(out, *b)
 		}
 		if len(missing) > 0 {
