@@ -176,6 +176,8 @@ type peerJSON struct {
 	PrefixesReceived uint64   `json:"prefixes_received"`
 	PrefixesAccepted uint64   `json:"prefixes_accepted"`
 	PrefixesRejected uint64   `json:"prefixes_rejected"`
+	LastDown         *string  `json:"last_down"`
+	LastDownReason   string   `json:"last_down_reason"`
 }
 
 // peersJSON lists the peers of every bgp enforcer, sorted by ident and
@@ -194,6 +196,11 @@ func (a *App) peersJSON(ctx context.Context) (any, error) {
 				GracefulRestart: p.GracefulRestart, PrefixesSent: p.PrefixesSent,
 				PrefixesReceived: p.PrefixesReceived, PrefixesAccepted: p.PrefixesAccepted,
 				PrefixesRejected: p.PrefixesRejected, Families: []string{},
+				LastDownReason: p.LastDownReason,
+			}
+			if !p.LastDown.IsZero() {
+				s := p.LastDown.UTC().Format(time.RFC3339)
+				pj.LastDown = &s
 			}
 			if !p.Since.IsZero() {
 				s := p.Since.UTC().Format(time.RFC3339)

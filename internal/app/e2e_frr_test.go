@@ -3,7 +3,10 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,5 +81,54 @@ func TestE2ENoRouteFromOnePeerReachesAnother(t *testing.T) {
 	}
 	if up, out := b.Established(); !up {
 		t.Errorf("FRR's session went down:\n%s", out)
+	}
+}
+
+// A router that refuses bhrd's session is visible: FRR allows 1 IPv4
+// prefix and tears the session down (Cease 6/1) past it; then
+// api/bgp/peers says the peer is down with that reason and 0 prefixes
+// sent, and /readyz names the peer as down. (FRR 8.4 let a third prefix
+// in at maximum-prefix 2 without a teardown, so the limit here is 1.)
+func TestE2EFRRMaxPrefixTeardownIsReported(t *testing.T) {
+	frr := bgptest.StartFRR(t, bgptest.FRRConfig{RouterASN: routerASN, SpeakerASN: speakerASN, MaxPrefix: 1})
+	bhrd := startApp(t, app.Options{Config: bgpConfig(t, t.TempDir(), frr.Port)})
+	client := newClient(t, bhrd.APIAddr(), newToken(t, bhrd.Store()))
+	bgptest.WaitFor(t, 20*time.Second, "FRR's session with bhrd", frr.Established)
+	client.block("198.51.100.51", "300")
+	frr.WaitPrefixes("ipv4", 10*time.Second, []netip.Prefix{netip.MustParsePrefix("198.51.100.51/32")})
+	client.block("198.51.100.52", "300")
+	client.block("198.51.100.53", "300")
+
+	type peer struct {
+		Peer   string  `json:"peer"`
+		Up     bool    `json:"up"`
+		Sent   uint64  `json:"prefixes_sent"`
+		Down   *string `json:"last_down"`
+		Reason string  `json:"last_down_reason"`
+	}
+	var p peer
+	bgptest.WaitFor(t, 20*time.Second, "api/bgp/peers to report FRR's teardown", func() (bool, string) {
+		status, body := client.do("GET", "/bhr/api/bgp/peers", nil)
+		var ps []peer
+		if status != 200 || json.Unmarshal(body, &ps) != nil || len(ps) != 1 {
+			return false, string(body)
+		}
+		p = ps[0]
+		return !p.Up && p.Down != nil && p.Reason != "", string(body)
+	})
+	if p.Sent != 0 {
+		t.Errorf("prefixes_sent %d for a peer whose session is down, want 0", p.Sent)
+	}
+	if !strings.Contains(p.Reason, "6/1") || !strings.Contains(p.Reason, "maximum number of prefixes") {
+		t.Errorf("last_down_reason %q, want FRR's Cease 6/1", p.Reason)
+	}
+	resp, err := http.Get("http://" + bhrd.APIAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "bgp peers down") || !strings.Contains(string(body), "127.0.0.1") {
+		t.Errorf("/readyz: %d %q, want 200 naming the down peer", resp.StatusCode, body)
 	}
 }

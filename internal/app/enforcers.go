@@ -48,6 +48,7 @@ func (a *App) startEnforcers(ctx context.Context) error {
 		enf, err := enforcer.New(enforcer.Config{
 			Ident:          ec.Ident,
 			MaxPrefixes:    ec.MaxPrefixes,
+			Select:         ec.Select,
 			AfterReconcile: after,
 		}, a.svc, inst, a.log.Named("enforcer"), a.observer())
 		if err != nil {

@@ -51,6 +51,9 @@ type FRRConfig struct {
 	// GracefulRestart makes FRR a graceful-restart helper for bhrd, with
 	// a stale-path time long enough for any test.
 	GracefulRestart bool
+	// MaxPrefix, when set, makes FRR tear the session down (Cease 6/1)
+	// when bhrd sends more IPv4 prefixes than this.
+	MaxPrefix int
 }
 
 // StartFRR runs bgpd with bhrd (127.0.0.1) as a passive neighbour in both
@@ -68,6 +71,10 @@ func StartFRR(t testing.TB, c FRRConfig) *FRR {
 	if c.GracefulRestart {
 		gr = " bgp graceful-restart\n bgp graceful-restart stalepath-time 300\n"
 	}
+	maxPrefix := ""
+	if c.MaxPrefix > 0 {
+		maxPrefix = fmt.Sprintf("  neighbor 127.0.0.1 maximum-prefix %d\n", c.MaxPrefix)
+	}
 	conf := fmt.Sprintf(`frr defaults traditional
 hostname frr-test
 router bgp %d
@@ -78,7 +85,7 @@ router bgp %d
  neighbor 127.0.0.1 timers 3 9
  address-family ipv4 unicast
   neighbor 127.0.0.1 activate
- exit-address-family
+`+maxPrefix+` exit-address-family
  address-family ipv6 unicast
   neighbor 127.0.0.1 activate
  exit-address-family

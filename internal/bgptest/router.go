@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -38,15 +39,26 @@ type Router struct {
 // NewRouter starts a router as AS asn. It stops with the test.
 func NewRouter(t testing.TB, asn uint32) *Router {
 	t.Helper()
+	return NewRouterAt(t, asn, Loopback)
+}
+
+// NewRouterAt starts a router as AS asn listening on addr (another
+// loopback address: a second router beside the first).
+func NewRouterAt(t testing.TB, asn uint32, addr netip.Addr) *Router {
+	t.Helper()
 	r := &Router{t: t, ASN: asn, Port: FreePort(t)}
+	id := "10.255.0.1"
+	if addr != Loopback {
+		id = "10.255.1." + strconv.Itoa(int(addr.As4()[3]))
+	}
 	log := zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel)).Named("router")
 	r.srv = server.NewBgpServer(server.LoggerOption(bgp.NewGoBGPLogger(log)))
 	go r.srv.Serve()
 	err := r.srv.StartBgp(context.Background(), &api.StartBgpRequest{Global: &api.Global{
 		Asn:             asn,
-		RouterId:        "10.255.0.1",
+		RouterId:        id,
 		ListenPort:      int32(r.Port),
-		ListenAddresses: []string{Loopback.String()},
+		ListenAddresses: []string{addr.String()},
 	}})
 	if err != nil {
 		t.Fatalf("start router: %v", err)

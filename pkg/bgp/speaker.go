@@ -63,6 +63,8 @@ type Speaker struct {
 	handlers    []func(PeerEvent)
 	stopWatch   context.CancelFunc
 	reasons     downReasons
+	// lastDown is, per peer, when and why its session last went down.
+	lastDown map[netip.Addr]PeerEvent
 }
 
 // owner serialises one owner's Announce and Withdraw calls, so that its
@@ -263,6 +265,10 @@ func (s *Speaker) apiPeer(p PeerConfig) *api.Peer {
 			RestartTime:     uint32(gr.RestartTime / time.Second),
 			DeferralTime:    uint32(gr.DeferralTime / time.Second),
 			LocalRestarting: gr.Restarting,
+			// RFC 8538: a NOTIFICATION other than Hard Reset, and a hold
+			// timer expiry, keep the routes like a restart (with a peer
+			// that negotiates it too).
+			NotificationEnabled: true,
 		}
 	}
 	for _, f := range p.Families {
@@ -595,6 +601,10 @@ type PeerState struct {
 	PrefixesReceived uint64
 	PrefixesAccepted uint64
 	PrefixesRejected uint64
+	// LastDown is when the session last left Established (zero: never
+	// since start), LastDownReason the NOTIFICATION that said why, if any.
+	LastDown       time.Time
+	LastDownReason string
 }
 
 // Peers returns the state of every configured peer, in configuration order.
@@ -608,6 +618,11 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerState, error) {
 	for i, p := range s.cfg.Peers {
 		out[i] = PeerState{Address: p.Address, ASN: p.ASN, Description: p.Description, State: "idle"}
 		idx[p.Address] = i
+		s.mu.Lock()
+		if ev, ok := s.lastDown[p.Address.Unmap()]; ok {
+			out[i].LastDown, out[i].LastDownReason = ev.Time, ev.Reason
+		}
+		s.mu.Unlock()
 	}
 	if state != stateReady {
 		return out, nil
@@ -783,6 +798,12 @@ func (s *Speaker) watchPeers(ctx context.Context, srv *server.BgpServer) error {
 		}
 		s.mu.Lock()
 		handlers := slices.Clone(s.handlers)
+		if !up {
+			if s.lastDown == nil {
+				s.lastDown = map[netip.Addr]PeerEvent{}
+			}
+			s.lastDown[addr] = ev
+		}
 		s.mu.Unlock()
 		for _, h := range handlers {
 			h(ev)

@@ -116,6 +116,9 @@ type Enforcer struct {
 	// Type names the plane that enforces: bgp, nullroute, ...
 	Type        string `yaml:"type"`
 	MaxPrefixes int    `yaml:"max_prefixes"`
+	// Select limits the blocks the enforcer takes (by source and prefix
+	// length); the zero value takes every block.
+	Select queue.Selection `yaml:"select"`
 	// Settings is the enforcer's sub-section named after its type, typed
 	// by the plane; nil means the plane's defaults.
 	Settings any `yaml:"-"`
@@ -437,6 +440,9 @@ func (c Config) validateEnforcers(ps *Problems) {
 		idents[e.Ident] = true
 		if e.MaxPrefixes < 0 {
 			ps.Add(key+".max_prefixes", "must not be negative (0 = no limit)")
+		}
+		for _, p := range e.Select.Problems() {
+			ps.Add(key+".select."+p[0], "%s", p[1])
 		}
 		if _, ok := LookupPlane(e.Type); !ok {
 			ps.Add(key+".type", "must be %s; got %q", planeNames(), e.Type)

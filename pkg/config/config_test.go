@@ -4,12 +4,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	_ "github.com/bhrd/bhrd/internal/planes"
 	"github.com/bhrd/bhrd/pkg/config"
+	"github.com/bhrd/bhrd/pkg/plane/bgpplane"
+	"github.com/bhrd/bhrd/pkg/queue"
 )
 
 func TestExampleConfigIsValid(t *testing.T) {
@@ -76,6 +79,14 @@ func TestValidFull(t *testing.T) {
 	if c.API.MaxBodyBytes != 1<<20 || c.Policy.MinimumPrefixLenV6 != 64 {
 		t.Fatal("defaults lost for keys not in the file")
 	}
+	sel := c.Enforcers[0].Select
+	if !slices.Equal(sel.Sources, []string{"zeek"}) || sel.PrefixLenV4.Min != 32 || sel.PrefixLenV6 != (queue.LenRange{Min: 128, Max: 128}) {
+		t.Fatalf("select not decoded: %+v", sel)
+	}
+	rules := bgpplane.SettingsOf(c.Enforcers[0]).Rules
+	if len(rules) != 1 || rules[0].Select.Sources[0] != "scanner" || len(rules[0].Communities) != 1 {
+		t.Fatalf("rules not decoded: %+v", rules)
+	}
 }
 
 func TestSecretsFromEnvAndFile(t *testing.T) {
@@ -110,6 +121,10 @@ nullroute: {protocol: 4}
 enforcers:
   - {ident: b1, type: bgp, bgp: {communities: [no-export, "1:70000"], next_hop_v4: 0.0.0.0}}
   - {ident: n1, type: nullroute, nullroute: {table: 0}, bgp: {}}
+  - ident: b2
+    type: bgp
+    select: {prefixlen_v4: {min: 33}, prefixlen_v6: {min: 64, max: 48}}
+    bgp: {rules: [{select: {}, communities: ["1:1"]}, {select: {sources: [x]}}]}
 `))
 	var ps config.Problems
 	if !errors.As(err, &ps) {
@@ -120,15 +135,19 @@ enforcers:
 		got[p.Key] += p.Message
 	}
 	for key, want := range map[string]string{
-		"api.max_mblock_items":            "cannot unmarshal",
-		"api.listne":                      "field listne not found",
-		"bgp.peers[0].port":               "cannot unmarshal",
-		"bgp.peers[0].pasword":            "not found",
-		"nullroute":                       "reserved",
-		"enforcers[0].bgp.communities[1]": "0..65535",
-		"enforcers[0].bgp.next_hop_v4":    "discard address",
-		"enforcers[1].nullroute":          "table 0",
-		"enforcers[1].bgp":                "only for type bgp",
+		"api.max_mblock_items":                 "cannot unmarshal",
+		"api.listne":                           "field listne not found",
+		"bgp.peers[0].port":                    "cannot unmarshal",
+		"bgp.peers[0].pasword":                 "not found",
+		"nullroute":                            "reserved",
+		"enforcers[0].bgp.communities[1]":      "0..65535",
+		"enforcers[0].bgp.next_hop_v4":         "discard address",
+		"enforcers[1].nullroute":               "table 0",
+		"enforcers[1].bgp":                     "only for type bgp",
+		"enforcers[2].select.prefixlen_v4.min": "1..32",
+		"enforcers[2].select.prefixlen_v6":     "nothing would match",
+		"enforcers[2].bgp.rules[0].select":     "required",
+		"enforcers[2].bgp.rules[1]":            "adds nothing",
 	} {
 		if !strings.Contains(got[key], want) {
 			t.Errorf("%s: got %q, want it to say %q; all: %v", key, got[key], want, ps)

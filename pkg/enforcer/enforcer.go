@@ -22,20 +22,41 @@ import (
 // Backend enforces prefixes. Implementations must be idempotent: adding
 // an installed prefix or removing a missing one is not an error.
 type Backend interface {
-	// Install enforces every prefix, or returns an error; a nil error
-	// means all of them were accepted.
-	Install(ctx context.Context, prefixes []netip.Prefix) error
+	// Install enforces every target's prefix, or returns an error; a nil
+	// error means all of them were accepted.
+	Install(ctx context.Context, targets []Target) error
 	// Remove stops enforcing every prefix.
 	Remove(ctx context.Context, prefixes []netip.Prefix) error
 	// Reconcile makes the backend enforce exactly want (after a restart)
 	// and reports what it had to change.
-	Reconcile(ctx context.Context, want []netip.Prefix) (added, removed int, err error)
+	Reconcile(ctx context.Context, want []Target) (added, removed int, err error)
+}
+
+// Target is one prefix to enforce with the block that asks for it (the
+// oldest open one when several name the prefix), for backends whose
+// enforcement depends on the block (per-source BGP communities, DNSBL
+// answers).
+type Target struct {
+	Prefix  netip.Prefix
+	BlockID int64
+	Source  string
+	Added   time.Time // the block's
+}
+
+// Prefixes returns the targets' prefixes.
+func Prefixes(ts []Target) []netip.Prefix {
+	out := make([]netip.Prefix, len(ts))
+	for i, t := range ts {
+		out[i] = t.Prefix
+	}
+	return out
 }
 
 // Service is what an enforcer needs of the queue.
 type Service interface {
 	BlockQueue(ctx context.Context, ident string, since time.Time, limit int) ([]queue.QueueItem, error)
 	SetBlocked(ctx context.Context, ident string, blockIDs []int64) error
+	SkipBlocks(ctx context.Context, ident string, blockIDs []int64) error
 	UnblockQueue(ctx context.Context, ident string, limit int) ([]queue.UnblockItem, error)
 	SetUnblocked(ctx context.Context, entryIDs []int64) error
 	ListEntries(ctx context.Context, opts queue.EntryListOptions, fn func(queue.Entry) error) error
@@ -51,6 +72,11 @@ type Config struct {
 	// MaxPrefixes caps how many prefixes the enforcer installs; 0 = none.
 	// Past it the rest stays queued and Status reports Capped.
 	MaxPrefixes int
+	// Select limits the blocks this enforcer takes; the others are
+	// skipped (never enforced, never marked). The zero value takes all.
+	// At start, open entries it no longer takes are removed and marked
+	// unblocked.
+	Select queue.Selection
 	// Backoff bounds for retrying a failing backend or store.
 	MinBackoff, MaxBackoff time.Duration
 	// AfterReconcile, when set, runs once the start-up reconcile has
@@ -227,23 +253,36 @@ func (e *Enforcer) wait(ctx context.Context, changed <-chan struct{}, read time.
 // ident is enforced, and nothing else of ours.
 func (e *Enforcer) reconcile(ctx context.Context) error {
 	counts := map[netip.Prefix]int{}
+	var want []Target
+	// dropped are open entries the selection no longer takes (the config
+	// changed): withdrawn by the reconcile, then marked unblocked.
+	var dropped []int64
 	// Entries already past their end stay in want: the unblock step right
 	// after removes them and marks them, as it would have before a restart.
 	err := e.svc.ListEntries(ctx, queue.EntryListOptions{Ident: e.cfg.Ident, OpenOnly: true}, func(en queue.Entry) error {
+		if !e.cfg.Select.Match(en.Source, en.CIDR) {
+			dropped = append(dropped, en.ID)
+			return nil
+		}
+		if counts[en.CIDR] == 0 {
+			want = append(want, Target{Prefix: en.CIDR, BlockID: en.BlockID, Source: en.Source, Added: en.BlockAdded})
+		}
 		counts[en.CIDR]++
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("list entries: %w", err)
 	}
-	want := make([]netip.Prefix, 0, len(counts))
-	for p := range counts {
-		want = append(want, p)
-	}
 	start := time.Now()
 	added, removed, err := e.backend.Reconcile(ctx, want)
 	if err != nil {
 		return fmt.Errorf("reconcile backend: %w", err)
+	}
+	if len(dropped) > 0 {
+		if err := e.svc.SetUnblocked(ctx, dropped); err != nil {
+			return fmt.Errorf("set_unblocked (no longer selected): %w", err)
+		}
+		e.log.Warn("withdrew open blocks the enforcer's select no longer takes", zap.Int("count", len(dropped)))
 	}
 	if e.cfg.AfterReconcile != nil {
 		if err := e.cfg.AfterReconcile(ctx); err != nil {
@@ -328,12 +367,32 @@ func (e *Enforcer) setCapped(capped bool) {
 }
 
 func (e *Enforcer) block(ctx context.Context, items []queue.QueueItem) error {
-	var fresh []netip.Prefix
+	if !e.cfg.Select.All() {
+		var skip []int64
+		taken := items[:0:0]
+		for _, it := range items {
+			if e.cfg.Select.Match(it.Source, it.CIDR) {
+				taken = append(taken, it)
+			} else {
+				skip = append(skip, it.ID)
+			}
+		}
+		if len(skip) > 0 {
+			if err := e.svc.SkipBlocks(ctx, e.cfg.Ident, skip); err != nil {
+				return fmt.Errorf("skip %d blocks: %w", len(skip), err)
+			}
+			e.log.Debug("skipped blocks its select does not take", zap.Int("count", len(skip)))
+		}
+		if items = taken; len(items) == 0 {
+			return nil
+		}
+	}
+	var fresh []Target
 	e.mu.Lock()
 	seen := map[netip.Prefix]bool{}
 	for _, it := range items {
 		if e.installed[it.CIDR] == 0 && !seen[it.CIDR] {
-			fresh = append(fresh, it.CIDR)
+			fresh = append(fresh, Target{Prefix: it.CIDR, BlockID: it.ID, Source: it.Source, Added: it.Added})
 			seen[it.CIDR] = true
 		}
 	}

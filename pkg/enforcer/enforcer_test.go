@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,8 +60,8 @@ func (b *recordingBackend) apply(ps []netip.Prefix, on bool) error {
 	return nil
 }
 
-func (b *recordingBackend) Install(_ context.Context, ps []netip.Prefix) error {
-	return b.apply(ps, true)
+func (b *recordingBackend) Install(_ context.Context, ts []Target) error {
+	return b.apply(Prefixes(ts), true)
 }
 func (b *recordingBackend) Remove(_ context.Context, ps []netip.Prefix) error {
 	err := b.apply(ps, false)
@@ -69,12 +70,12 @@ func (b *recordingBackend) Remove(_ context.Context, ps []netip.Prefix) error {
 	}
 	return err
 }
-func (b *recordingBackend) Reconcile(_ context.Context, want []netip.Prefix) (int, int, error) {
+func (b *recordingBackend) Reconcile(_ context.Context, ts []Target) (int, int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	w := map[netip.Prefix]bool{}
 	added, removed := 0, 0
-	for _, p := range want {
+	for _, p := range Prefixes(ts) {
 		w[p] = true
 		if !b.set[p] {
 			added++
@@ -314,4 +315,91 @@ func TestManyNearSimultaneousExpiries(t *testing.T) {
 	waitFor(t, "all withdrawn and marked within a second of the last end", time.Until(end.Add(300*time.Millisecond+time.Second)), func() bool {
 		return len(b.snapshot()) == 0 && entriesOf(t, svc, "null1", true) == 0
 	})
+}
+
+func blockFrom(t *testing.T, svc *queue.Service, cidr, source string) queue.Block {
+	t.Helper()
+	r := queuetest.Req(cidr, "1h")
+	r.Source = source
+	res, err := svc.Block(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Block
+}
+
+// An enforcer with a select takes only the blocks it names: the others
+// leave its queue unmarked (current_blocks does not list it for them),
+// and at a start with a narrower select its open entries the select no
+// longer takes are withdrawn and marked unblocked.
+func TestSelectSkipsAndNarrows(t *testing.T) {
+	svc := newService(t, nil)
+	ctx := context.Background()
+	sel := queue.Selection{Sources: []string{"ids", "scanner"}, PrefixLenV4: queue.LenRange{Min: 32}, PrefixLenV6: queue.LenRange{Min: 128}}
+	b := newRecordingBackend()
+	run := func(cfg Config) (*Enforcer, func()) {
+		cfg.MinBackoff, cfg.MaxBackoff = 5*time.Millisecond, 20*time.Millisecond
+		e, err := New(cfg, svc, b, zaptest.NewLogger(t), Observer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		return e, func() { cancel(); <-done }
+	}
+	e, stop := run(Config{Ident: "ixp", Select: sel})
+	blockFrom(t, svc, "198.51.100.1", "ids")
+	blockFrom(t, svc, "198.51.100.2", "scanner")
+	blockFrom(t, svc, "2001:db8::1", "ids")
+	blockFrom(t, svc, "198.51.100.3", "manual") // source not selected
+	blockFrom(t, svc, "198.51.100.0/28", "ids") // too short for v4
+	blockFrom(t, svc, "2001:db8:1::/64", "ids") // too short for v6
+	waitFor(t, "selected installed, rest skipped", 5*time.Second, func() bool {
+		q, err := svc.BlockQueue(ctx, "ixp", time.Time{}, 0)
+		return err == nil && len(q) == 0 && len(b.snapshot()) == 3
+	})
+	if got, want := strings.Join(b.snapshot(), " "), "198.51.100.1/32 198.51.100.2/32 2001:db8::1/128"; got != want {
+		t.Fatalf("installed %s, want %s", got, want)
+	}
+	if n := entriesOf(t, svc, "ixp", false); n != 3 {
+		t.Fatalf("%d entries for ixp, want 3 (skipped blocks are never marked)", n)
+	}
+	if e.Status().Installed != 3 {
+		t.Errorf("status installed %d, want 3", e.Status().Installed)
+	}
+
+	stop()
+	// Restart with only ids selected: scanner's open entry is withdrawn
+	// and closed; the others stay.
+	e2, stop2 := run(Config{Ident: "ixp", Select: queue.Selection{Sources: []string{"ids"}}})
+	defer stop2()
+	waitFor(t, "narrowed select reconciled", 5*time.Second, func() bool { return e2.Status().Reconciled })
+	if got, want := strings.Join(b.snapshot(), " "), "198.51.100.1/32 2001:db8::1/128"; got != want {
+		t.Fatalf("after narrowing installed %s, want %s", got, want)
+	}
+	if n := entriesOf(t, svc, "ixp", true); n != 2 {
+		t.Fatalf("%d open entries for ixp after narrowing, want 2", n)
+	}
+}
+
+func TestSelectionMatch(t *testing.T) {
+	sel := queue.Selection{Sources: []string{"a"}, PrefixLenV4: queue.LenRange{Min: 24, Max: 30}}
+	for _, c := range []struct {
+		src, p string
+		want   bool
+	}{
+		{"a", "10.0.0.0/24", true}, {"a", "10.0.0.0/30", true}, {"a", "10.0.0.0/23", false},
+		{"a", "10.0.0.1/32", false}, {"b", "10.0.0.0/24", false}, {"a", "2001:db8::/32", true},
+	} {
+		if got := sel.Match(c.src, netip.MustParsePrefix(c.p)); got != c.want {
+			t.Errorf("Match(%s, %s) = %v, want %v", c.src, c.p, got, c.want)
+		}
+	}
+	if !(queue.Selection{}).Match("x", netip.MustParsePrefix("0.0.0.0/1")) {
+		t.Error("the zero selection must take every block")
+	}
+	if ps := (queue.Selection{PrefixLenV4: queue.LenRange{Min: 30, Max: 24}, PrefixLenV6: queue.LenRange{Max: 129}}).Problems(); len(ps) != 2 {
+		t.Errorf("problems %v, want 2", ps)
+	}
 }

@@ -771,6 +771,24 @@ func (s *Service) SetBlockedMax(ctx context.Context, ident string, blockIDs []in
 	return nil
 }
 
+// SkipBlocks takes blocks out of ident's block queue without an entry:
+// the ident's enforcer does not take them (its Selection). They are not
+// audited (nothing was enforced) and never come back to that queue,
+// unless the ident is reactivated after being idle.
+func (s *Service) SkipBlocks(ctx context.Context, ident string, blockIDs []int64) error {
+	if err := checkIdent(ident); err != nil {
+		return err
+	}
+	if err := s.mayReport(ctx, "skip_blocks", ident); err != nil {
+		return err
+	}
+	ids, err := s.checkIDs(ctx, "skip_blocks", blockIDs, 0)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	return s.store.SkipBlocks(ctx, ident, ids)
+}
+
 // UnblockQueue returns at most limit (capped at QueueLimit) open entries
 // of ident whose end has passed, by unblock_at.
 func (s *Service) UnblockQueue(ctx context.Context, ident string, limit int) ([]UnblockItem, error) {

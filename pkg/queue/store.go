@@ -86,6 +86,11 @@ type Store interface {
 	// no repeats.
 	SetBlocked(ctx context.Context, ident string, blockIDs []int64, now time.Time) ([]QueueItem, error)
 
+	// SkipBlocks takes the given blocks out of ident's block queue
+	// without creating an entry: the ident's selection does not take
+	// them. Ids not queued for ident are ignored.
+	SkipBlocks(ctx context.Context, ident string, blockIDs []int64) error
+
 	// UnblockQueue lists, by unblock_at, at most limit open entries of
 	// ident whose unblock_at is set and not after now.
 	UnblockQueue(ctx context.Context, ident string, now time.Time, limit int) ([]UnblockItem, error)

@@ -42,13 +42,18 @@ type Entry struct {
 	Removed time.Time
 	// UnblockAt is a copy of the block's unblock_at (zero = indefinite).
 	UnblockAt time.Time
+	// Source and BlockAdded are the block's, for convenience (an
+	// enforcer's selection and rules, DNSBL answers).
+	Source     string
+	BlockAdded time.Time
 }
 
 // QueueItem is one block waiting in an ident's block queue.
 type QueueItem struct {
-	ID    int64 // block id
-	CIDR  netip.Prefix
-	Added time.Time
+	ID     int64 // block id
+	CIDR   netip.Prefix
+	Added  time.Time
+	Source string // the block's source
 }
 
 // UnblockItem is one open entry waiting in an ident's unblock queue.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bhrd/bhrd/pkg/bgp"
 	"github.com/bhrd/bhrd/pkg/config"
+	"github.com/bhrd/bhrd/pkg/queue"
 )
 
 // Config is the top-level bgp section: the embedded speaker's identity
@@ -65,6 +66,16 @@ type Settings struct {
 	// Peers limits the announcements to these peer names or addresses;
 	// empty means every peer.
 	Peers []string `yaml:"peers"`
+	// Rules add communities to the routes of the blocks they select
+	// (per-source or per-length communities), on top of Communities.
+	Rules []Rule `yaml:"rules"`
+}
+
+// Rule adds communities to the routes of the blocks it selects.
+type Rule struct {
+	Select           queue.Selection      `yaml:"select"`
+	Communities      []bgp.Community      `yaml:"communities"`
+	LargeCommunities []bgp.LargeCommunity `yaml:"large_communities"`
 }
 
 func defaultConfig() Config {
@@ -221,6 +232,18 @@ func (Plane) Validate(section any, enfs []config.PlaneEnforcer, ps *config.Probl
 				// GoBGP would send its own session address instead, drawing
 				// the blocked traffic to bhrd.
 				ps.Add(key+"."+k, "must be a discard address routers know, not %q", a)
+			}
+		}
+		for j, r := range s.Rules {
+			rk := fmt.Sprintf("%s.rules[%d]", key, j)
+			if r.Select.All() {
+				ps.Add(rk+".select", "required: a rule for every block belongs in the enforcer's communities")
+			}
+			for _, p := range r.Select.Problems() {
+				ps.Add(rk+".select."+p[0], "%s", p[1])
+			}
+			if len(r.Communities) == 0 && len(r.LargeCommunities) == 0 {
+				ps.Add(rk, "adds nothing: give communities or large_communities")
 			}
 		}
 		for j, p := range s.Peers {

@@ -26,9 +26,9 @@ const codeReserved = "BH409"
 // next analyze) made it a hash anti join of every expected block with
 // every entry of the ident: 50 ms a call on an empty queue.
 var sqlBlockQueue = `
-SELECT b.id, b.cidr, b.added
+SELECT b.id, b.cidr, b.added, b.source
 FROM pending p CROSS JOIN LATERAL (
-	SELECT b.id, b.cidr, b.added FROM blocks b
+	SELECT b.id, b.cidr, b.added, b.source FROM blocks b
 	WHERE b.id = p.block_id
 	  AND ` + expectedAt("$2") + `
 	  AND ($3::timestamptz IS NULL OR b.added > $3)
@@ -114,7 +114,7 @@ func (s *Store) BlockQueue(ctx context.Context, ident string, now, since time.Ti
 		items = items[:0]
 		for rows.Next() {
 			var it queue.QueueItem
-			if err := rows.Scan(&it.ID, &it.CIDR, &it.Added); err != nil {
+			if err := rows.Scan(&it.ID, &it.CIDR, &it.Added, &it.Source); err != nil {
 				return err
 			}
 			it.Added = it.Added.UTC()
@@ -376,6 +376,18 @@ func (s *Store) setBlocked(ctx context.Context, ident string, blockIDs []int64, 
 	return added, nil
 }
 
+// SkipBlocks implements queue.Store.
+func (s *Store) SkipBlocks(ctx context.Context, ident string, blockIDs []int64) error {
+	if len(blockIDs) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `DELETE FROM pending WHERE ident = $1 AND block_id = ANY($2::int8[])`, ident, blockIDs)
+	if err != nil {
+		return mapErr("skip blocks "+ident, err, queue.ErrNotFound)
+	}
+	return nil
+}
+
 var sqlUnblockQueue = `
 SELECT e.id, e.block_id, b.cidr, e.ident, e.added, e.unblock_at
 FROM entries e JOIN blocks b ON b.id = e.block_id
@@ -497,7 +509,7 @@ func (s *Store) ListEntries(ctx context.Context, opts queue.EntryListOptions, fn
 		where = append(where, `e.id > `+a.add(opts.AfterID))
 	}
 	var q strings.Builder
-	q.WriteString(`SELECT e.id, e.block_id, b.cidr, e.ident, e.added, e.removed, e.unblock_at
+	q.WriteString(`SELECT e.id, e.block_id, b.cidr, e.ident, e.added, e.removed, e.unblock_at, b.source, b.added
 		FROM entries e JOIN blocks b ON b.id = e.block_id`)
 	if len(where) > 0 {
 		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
@@ -517,10 +529,10 @@ func (s *Store) ListEntries(ctx context.Context, opts queue.EntryListOptions, fn
 	for rows.Next() {
 		var e queue.Entry
 		var removed, unblockAt pgtype.Timestamptz
-		if err := rows.Scan(&e.ID, &e.BlockID, &e.CIDR, &e.Ident, &e.Added, &removed, &unblockAt); err != nil {
+		if err := rows.Scan(&e.ID, &e.BlockID, &e.CIDR, &e.Ident, &e.Added, &removed, &unblockAt, &e.Source, &e.BlockAdded); err != nil {
 			return fmt.Errorf("list entries: %w", err)
 		}
-		e.Added, e.Removed, e.UnblockAt = e.Added.UTC(), tsOut(removed), tsOut(unblockAt)
+		e.Added, e.Removed, e.UnblockAt, e.BlockAdded = e.Added.UTC(), tsOut(removed), tsOut(unblockAt), e.BlockAdded.UTC()
 		if err := fn(e); err != nil {
 			return err
 		}

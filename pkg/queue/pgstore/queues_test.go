@@ -54,7 +54,7 @@ func TestBlockQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []queue.QueueItem{{ID: b1.ID, CIDR: b1.CIDR, Added: b1.Added}, {ID: b2.ID, CIDR: b2.CIDR, Added: b2.Added}}; !reflect.DeepEqual(items, want) {
+	if want := []queue.QueueItem{{ID: b1.ID, CIDR: b1.CIDR, Added: b1.Added, Source: b1.Source}, {ID: b2.ID, CIDR: b2.CIDR, Added: b2.Added, Source: b2.Source}}; !reflect.DeepEqual(items, want) {
 		t.Fatalf("limit 2 = %+v, want %+v", items, want)
 	}
 	setBlocked(t, s, "r1", at(70), b1.ID, b6.ID)
@@ -212,8 +212,8 @@ func TestSetBlocked(t *testing.T) {
 	setBlocked(t, s, "r1", at(10), bs[0].ID, bs[1].ID, bs[0].ID) // duplicate ids are fine
 	es := entriesOf(t, s, queue.EntryListOptions{Ident: "r1"})
 	want := []queue.Entry{
-		{ID: es[0].ID, BlockID: bs[0].ID, CIDR: bs[0].CIDR, Ident: "r1", Added: at(10), UnblockAt: at(1000)},
-		{ID: es[1].ID, BlockID: bs[1].ID, CIDR: bs[1].CIDR, Ident: "r1", Added: at(10)},
+		{ID: es[0].ID, BlockID: bs[0].ID, CIDR: bs[0].CIDR, Ident: "r1", Added: at(10), UnblockAt: at(1000), Source: bs[0].Source, BlockAdded: at(0)},
+		{ID: es[1].ID, BlockID: bs[1].ID, CIDR: bs[1].CIDR, Ident: "r1", Added: at(10), Source: bs[1].Source, BlockAdded: at(0)},
 	}
 	if !reflect.DeepEqual(es, want) {
 		t.Fatalf("entries = %+v\nwant      %+v", es, want)

@@ -746,6 +746,37 @@ func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 		eq(t, "rest", len(e.queue("bgp1")), 3)
 	})
 
+	t.Run("SkipBlocksAndSource", func(t *testing.T) {
+		e := env(t)
+		r := Req("198.51.100.1", "1h")
+		r.Source = "ids"
+		a := e.MustBlock(r).Block
+		b := e.MustBlock(Req("198.51.100.2", "1h")).Block
+		q := e.queue("bgp1")
+		eq(t, "len", len(q), 2)
+		eq(t, "source", q[0].Source, "ids")
+		// Skipped: out of bgp1's queue, no entry; rtbh still has it.
+		if err := e.Svc.SkipBlocks(e.Ctx, "bgp1", []int64{b.ID, 999999}); err != nil {
+			t.Fatal(err)
+		}
+		eqStrings(t, "bgp1 queue", queueCIDRs(e.queue("bgp1")), []string{"198.51.100.1/32"})
+		eqStrings(t, "rtbh queue", queueCIDRs(e.queue("rtbh")), []string{"198.51.100.1/32", "198.51.100.2/32"})
+		if err := e.Svc.SetBlocked(e.Ctx, "bgp1", []int64{a.ID}); err != nil {
+			t.Fatal(err)
+		}
+		eq(t, "bgp1 queue after", len(e.queue("bgp1")), 0)
+		var ents []queue.Entry
+		if err := e.Svc.ListEntries(e.Ctx, queue.EntryListOptions{Ident: "bgp1"}, func(en queue.Entry) error {
+			ents = append(ents, en)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		eq(t, "entries", len(ents), 1)
+		eq(t, "entry source", ents[0].Source, "ids")
+		eq(t, "entry block added", ents[0].BlockAdded.Equal(a.Added), true)
+	})
+
 	t.Run("QueueCapAt200", func(t *testing.T) {
 		e := env(t)
 		var reqs []queue.BlockRequest

@@ -41,7 +41,7 @@ const (
 	// CROSS JOIN makes SQLite walk the ident's pending rows in primary-key
 	// order (which is block id order) and look each block up, instead of
 	// considering a scan of blocks.
-	qBlockQueue = `SELECT b.id, b.cidr, b.added
+	qBlockQueue = `SELECT b.id, b.cidr, b.added, b.source
 		FROM pending p CROSS JOIN blocks b ON b.id = p.block_id
 		WHERE p.ident = ? AND b.forced_unblock = 0 AND (b.unblock_at IS NULL OR b.unblock_at > ?)
 		AND b.added > ?
@@ -86,7 +86,7 @@ func (s *Store) BlockQueue(ctx context.Context, ident string, now, since time.Ti
 			cidr  string
 			added int64
 		)
-		if err := rows.Scan(&it.ID, &cidr, &added); err != nil {
+		if err := rows.Scan(&it.ID, &cidr, &added, &it.Source); err != nil {
 			return nil, fmt.Errorf("block queue %s: %w", ident, err)
 		}
 		if it.CIDR, err = parseCIDR(cidr); err != nil {
@@ -373,6 +373,24 @@ func (s *Store) SetBlocked(ctx context.Context, ident string, blockIDs []int64, 
 	return added, nil
 }
 
+// SkipBlocks implements queue.Store.
+func (s *Store) SkipBlocks(ctx context.Context, ident string, blockIDs []int64) error {
+	err := s.writeLow(ctx, func(t *txn) error {
+		for _, id := range blockIDs {
+			if _, err := t.exec(qDequeueEntry, ident, id); err != nil {
+				return fmt.Errorf("block %d: %w", id, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("skip blocks %s: %w", ident, err)
+	}
+	// Its queue got shorter, as after SetBlocked.
+	s.idents.Delete(ident)
+	return nil
+}
+
 func (t *txn) mustExist(query, what string, id int64) error {
 	var n int
 	if err := t.queryRow(query, id).Scan(&n); err != nil {
@@ -496,7 +514,7 @@ func (s *Store) ListEntries(ctx context.Context, opts queue.EntryListOptions, fn
 		args = append(args, opts.AfterID)
 	}
 	var q strings.Builder
-	q.WriteString(`SELECT e.id, e.block_id, b.cidr, e.ident, e.added, e.removed, e.unblock_at
+	q.WriteString(`SELECT e.id, e.block_id, b.cidr, e.ident, e.added, e.removed, e.unblock_at, b.source, b.added
 		FROM entries e JOIN blocks b ON b.id = e.block_id`)
 	if len(where) > 0 {
 		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
@@ -517,10 +535,10 @@ func (s *Store) ListEntries(ctx context.Context, opts queue.EntryListOptions, fn
 		var (
 			e                  queue.Entry
 			cidr               string
-			added              int64
+			added, blockAdded  int64
 			removed, unblockAt sql.NullInt64
 		)
-		if err := rows.Scan(&e.ID, &e.BlockID, &cidr, &e.Ident, &added, &removed, &unblockAt); err != nil {
+		if err := rows.Scan(&e.ID, &e.BlockID, &cidr, &e.Ident, &added, &removed, &unblockAt, &e.Source, &blockAdded); err != nil {
 			return fmt.Errorf("list entries: %w", err)
 		}
 		if e.CIDR, err = parseCIDR(cidr); err != nil {
@@ -529,6 +547,7 @@ func (s *Store) ListEntries(ctx context.Context, opts queue.EntryListOptions, fn
 		e.Added = fromMicros(added)
 		e.Removed = fromNullMicros(removed)
 		e.UnblockAt = fromNullMicros(unblockAt)
+		e.BlockAdded = fromMicros(blockAdded)
 		if err := fn(e); err != nil {
 			return err
 		}

@@ -392,7 +392,7 @@ func TestBlockQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []queue.QueueItem{{ID: b2.ID, CIDR: b2.CIDR, Added: b2.Added}}
+	want := []queue.QueueItem{{ID: b2.ID, CIDR: b2.CIDR, Added: b2.Added, Source: b2.Source}}
 	if !reflect.DeepEqual(q, want) {
 		t.Errorf("queue items %+v, want %+v", q, want)
 	}
@@ -436,7 +436,8 @@ func TestSetBlocked(t *testing.T) {
 	}
 	e0 := entryOf(t, s, bs[0].ID, "bgp")
 	want := queue.Entry{ID: e0.ID, BlockID: bs[0].ID, CIDR: bs[0].CIDR, Ident: "bgp",
-		Added: at.Truncate(time.Microsecond), UnblockAt: end.Truncate(time.Microsecond)}
+		Added: at.Truncate(time.Microsecond), UnblockAt: end.Truncate(time.Microsecond),
+		Source: bs[0].Source, BlockAdded: t0.Truncate(time.Microsecond)}
 	if !reflect.DeepEqual(e0, want) {
 		t.Errorf("entry %+v, want %+v", e0, want)
 	}
