@@ -81,6 +81,9 @@ bgp:
 enforcers:
   - ident: %s
     type: bgp
+  - ident: dnsbl1
+    type: dnsbl
+    dnsbl: {listen: ["127.0.0.1:0"], zones: [bl.test]}
 `, filepath.Join(dir, "bhrd.db"), testSpeakerASN, testRouterASN, routerPort, testIdent)
 	path := filepath.Join(dir, "bhrd.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/bhrd/bhrd/internal/app"
 	"github.com/bhrd/bhrd/internal/bgptest"
+	"github.com/bhrd/bhrd/internal/pgtest"
 	"github.com/bhrd/bhrd/pkg/auth"
 	"github.com/bhrd/bhrd/pkg/bgp"
 	"github.com/bhrd/bhrd/pkg/config"
@@ -299,3 +301,5 @@ func mblock(t testing.TB, svc *queue.Service, reqs []queue.BlockRequest) {
 		}
 	}
 }
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }

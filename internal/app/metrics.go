@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/bhrd/bhrd/pkg/dnsbl"
 	"github.com/bhrd/bhrd/pkg/queue"
 )
 
@@ -84,12 +85,16 @@ var (
 		"Routes the peer sent bhrd (a router should send none; bhrd imports none).", []string{"ident", "peer"}, nil)
 	descPeerRejected = prometheus.NewDesc("bhrd_bgp_prefixes_rejected",
 		"Routes the peer sent that bhrd's reject-all import policy refused.", []string{"ident", "peer"}, nil)
-	descScrapeErr = prometheus.NewDesc("bhrd_scrape_errors", "1 when part of the state could not be read for this scrape.", []string{"part"}, nil)
+	descDNSBLQueries = prometheus.NewDesc("bhrd_dnsbl_queries_total",
+		"DNS queries a dnsbl enforcer answered, by zone, answer (listed, unlisted, test, apex, bad_key, refused, invalid) and access key holder.",
+		[]string{"ident", "zone", "answer", "key"}, nil)
+	descDNSBLListed = prometheus.NewDesc("bhrd_dnsbl_listed_prefixes", "Prefixes a dnsbl enforcer's zone lists now.", []string{"ident"}, nil)
+	descScrapeErr   = prometheus.NewDesc("bhrd_scrape_errors", "1 when part of the state could not be read for this scrape.", []string{"part"}, nil)
 )
 
 func (c scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBlocks, descQueueDepth, descQueueAge, descReconciled, descCapped,
-		descInstalled, descPeerUp, descPeerSent, descPeerReceived, descPeerRejected, descScrapeErr} {
+		descInstalled, descPeerUp, descPeerSent, descPeerReceived, descPeerRejected, descDNSBLQueries, descDNSBLListed, descScrapeErr} {
 		ch <- d
 	}
 }
@@ -118,6 +123,12 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descReconciled, b2f(st.Reconciled), ident, typ)
 		gauge(descCapped, b2f(st.Capped), ident, typ)
 		gauge(descInstalled, float64(st.Installed), ident, typ)
+		if d, ok := re.inst.(dnsblStats); ok {
+			gauge(descDNSBLListed, float64(d.Listed()), ident)
+			for k, n := range d.QueryCounts() {
+				ch <- prometheus.MustNewConstMetric(descDNSBLQueries, prometheus.CounterValue, float64(n), ident, k.Zone, k.Answer, k.Key)
+			}
+		}
 		if bq, err := a.svc.BlockQueue(ctx, ident, time.Time{}, queue.QueueLimit); err == nil {
 			age := 0.0
 			if len(bq) > 0 {
@@ -156,6 +167,12 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, part := range []string{"blocks", "queues", "peers"} {
 		gauge(descScrapeErr, b2f(failed[part]), part)
 	}
+}
+
+// dnsblStats is a dnsbl enforcer's instance, for its metrics.
+type dnsblStats interface {
+	QueryCounts() map[dnsbl.CountKey]uint64
+	Listed() int
 }
 
 func b2f(b bool) float64 {

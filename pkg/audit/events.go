@@ -31,6 +31,8 @@ const (
 	EventConfigReloaded        = "config_reloaded"
 	EventBGPPeerUp             = "bgp_peer_up"
 	EventBGPPeerDown           = "bgp_peer_down"
+	EventDNSBLStarted          = "dnsbl_listener_started"
+	EventDNSBLStopped          = "dnsbl_listener_stopped"
 )
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -162,4 +164,14 @@ func (l *Logger) BGPPeer(ident string, peer netip.Addr, asn uint32, up bool, sta
 	}
 	l.emit(ev, Enforcer(ident), zap.String("ident", ident), zap.String("peer", peer.String()),
 		zap.Uint32("peer_asn", asn), zap.String("state", state))
+}
+
+// DNSBLListener records ident's DNSBL server starting or stopping to
+// answer for zones on addrs (UDP and TCP).
+func (l *Logger) DNSBLListener(ident string, addrs, zones []string, up bool) {
+	ev := EventDNSBLStopped
+	if up {
+		ev = EventDNSBLStarted
+	}
+	l.emit(ev, Enforcer(ident), zap.String("ident", ident), zap.Strings("addresses", addrs), zap.Strings("zones", zones))
 }

@@ -33,14 +33,18 @@ type Backend interface {
 }
 
 // Target is one prefix to enforce with the block that asks for it (the
-// oldest open one when several name the prefix), for backends whose
+// newest open one when several name the prefix), for backends whose
 // enforcement depends on the block (per-source BGP communities, DNSBL
-// answers).
+// answers). Install is called again for an enforced prefix when a newer
+// block names it.
 type Target struct {
 	Prefix  netip.Prefix
 	BlockID int64
 	Source  string
 	Added   time.Time // the block's
+	// UnblockAt is the block's end as it was queued or at the last start
+	// (an extension of the block does not call Install again).
+	UnblockAt time.Time
 }
 
 // Prefixes returns the targets' prefixes.
@@ -254,6 +258,7 @@ func (e *Enforcer) wait(ctx context.Context, changed <-chan struct{}, read time.
 func (e *Enforcer) reconcile(ctx context.Context) error {
 	counts := map[netip.Prefix]int{}
 	var want []Target
+	at := map[netip.Prefix]int{} // index in want
 	// dropped are open entries the selection no longer takes (the config
 	// changed): withdrawn by the reconcile, then marked unblocked.
 	var dropped []int64
@@ -264,8 +269,12 @@ func (e *Enforcer) reconcile(ctx context.Context) error {
 			dropped = append(dropped, en.ID)
 			return nil
 		}
-		if counts[en.CIDR] == 0 {
-			want = append(want, Target{Prefix: en.CIDR, BlockID: en.BlockID, Source: en.Source, Added: en.BlockAdded})
+		t := Target{Prefix: en.CIDR, BlockID: en.BlockID, Source: en.Source, Added: en.BlockAdded, UnblockAt: en.UnblockAt}
+		if i, ok := at[en.CIDR]; !ok {
+			at[en.CIDR] = len(want)
+			want = append(want, t)
+		} else if en.BlockID > want[i].BlockID {
+			want[i] = t
 		}
 		counts[en.CIDR]++
 		return nil
@@ -387,21 +396,23 @@ func (e *Enforcer) block(ctx context.Context, items []queue.QueueItem) error {
 			return nil
 		}
 	}
-	var fresh []Target
-	e.mu.Lock()
-	seen := map[netip.Prefix]bool{}
+	// Every prefix of the batch, with its newest block: one already
+	// enforced is installed again so that the backend learns of the newer
+	// block (idempotent for routes; a DNSBL answer's days and source).
+	targets := make([]Target, 0, len(items))
+	at := map[netip.Prefix]int{}
 	for _, it := range items {
-		if e.installed[it.CIDR] == 0 && !seen[it.CIDR] {
-			fresh = append(fresh, Target{Prefix: it.CIDR, BlockID: it.ID, Source: it.Source, Added: it.Added})
-			seen[it.CIDR] = true
+		t := Target{Prefix: it.CIDR, BlockID: it.ID, Source: it.Source, Added: it.Added, UnblockAt: it.UnblockAt}
+		if i, ok := at[it.CIDR]; !ok {
+			at[it.CIDR] = len(targets)
+			targets = append(targets, t)
+		} else if it.ID > targets[i].BlockID {
+			targets[i] = t
 		}
 	}
-	e.mu.Unlock()
 	start := time.Now()
-	if len(fresh) > 0 {
-		if err := e.backend.Install(ctx, fresh); err != nil {
-			return fmt.Errorf("install %d prefixes: %w", len(fresh), err)
-		}
+	if err := e.backend.Install(ctx, targets); err != nil {
+		return fmt.Errorf("install %d prefixes: %w", len(targets), err)
 	}
 	ids := make([]int64, len(items))
 	for i, it := range items {

@@ -54,6 +54,8 @@ type QueueItem struct {
 	CIDR   netip.Prefix
 	Added  time.Time
 	Source string // the block's source
+	// UnblockAt is the block's end when it was queued (zero: indefinite).
+	UnblockAt time.Time
 }
 
 // UnblockItem is one open entry waiting in an ident's unblock queue.

@@ -26,9 +26,9 @@ const codeReserved = "BH409"
 // next analyze) made it a hash anti join of every expected block with
 // every entry of the ident: 50 ms a call on an empty queue.
 var sqlBlockQueue = `
-SELECT b.id, b.cidr, b.added, b.source
+SELECT b.id, b.cidr, b.added, b.source, b.unblock_at
 FROM pending p CROSS JOIN LATERAL (
-	SELECT b.id, b.cidr, b.added, b.source FROM blocks b
+	SELECT b.id, b.cidr, b.added, b.source, b.unblock_at FROM blocks b
 	WHERE b.id = p.block_id
 	  AND ` + expectedAt("$2") + `
 	  AND ($3::timestamptz IS NULL OR b.added > $3)
@@ -114,10 +114,11 @@ func (s *Store) BlockQueue(ctx context.Context, ident string, now, since time.Ti
 		items = items[:0]
 		for rows.Next() {
 			var it queue.QueueItem
-			if err := rows.Scan(&it.ID, &it.CIDR, &it.Added, &it.Source); err != nil {
+			var until pgtype.Timestamptz
+			if err := rows.Scan(&it.ID, &it.CIDR, &it.Added, &it.Source, &until); err != nil {
 				return err
 			}
-			it.Added = it.Added.UTC()
+			it.Added, it.UnblockAt = it.Added.UTC(), tsOut(until)
 			items = append(items, it)
 		}
 		return rows.Err()

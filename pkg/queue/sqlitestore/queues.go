@@ -41,7 +41,7 @@ const (
 	// CROSS JOIN makes SQLite walk the ident's pending rows in primary-key
 	// order (which is block id order) and look each block up, instead of
 	// considering a scan of blocks.
-	qBlockQueue = `SELECT b.id, b.cidr, b.added, b.source
+	qBlockQueue = `SELECT b.id, b.cidr, b.added, b.source, b.unblock_at
 		FROM pending p CROSS JOIN blocks b ON b.id = p.block_id
 		WHERE p.ident = ? AND b.forced_unblock = 0 AND (b.unblock_at IS NULL OR b.unblock_at > ?)
 		AND b.added > ?
@@ -85,14 +85,16 @@ func (s *Store) BlockQueue(ctx context.Context, ident string, now, since time.Ti
 			it    queue.QueueItem
 			cidr  string
 			added int64
+			until sql.NullInt64
 		)
-		if err := rows.Scan(&it.ID, &cidr, &added, &it.Source); err != nil {
+		if err := rows.Scan(&it.ID, &cidr, &added, &it.Source, &until); err != nil {
 			return nil, fmt.Errorf("block queue %s: %w", ident, err)
 		}
 		if it.CIDR, err = parseCIDR(cidr); err != nil {
 			return nil, fmt.Errorf("block queue %s: %w", ident, err)
 		}
 		it.Added = fromMicros(added)
+		it.UnblockAt = fromNullMicros(until)
 		out = append(out, it)
 	}
 	if err := rows.Err(); err != nil {

@@ -1,0 +1,390 @@
+package dnsbl
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Config says what a Server answers.
+type Config struct {
+	// Zones are the zone names answered (e.g. "bl.example.net",
+	// "dnsbl.httpbl.org"); names outside them get REFUSED.
+	Zones []string
+	// NS names the zones' name servers (NS records at the apex); empty
+	// means "ns.<zone>".
+	NS []string
+	// Mbox is the SOA's responsible mailbox as a name; empty means
+	// "hostmaster.<zone>".
+	Mbox string
+	// TTL of listed answers; NegativeTTL of NXDOMAIN (the SOA's minimum
+	// and TTL, RFC 2308). Zero means 60s and 30s.
+	TTL, NegativeTTL time.Duration
+	// TXT adds a TXT record with the block's source and end to listed
+	// names (and answers TXT queries); off, TXT queries get no data.
+	TXT bool
+	// Types maps a block's source to its Http:BL type (1–255, never 0);
+	// DefaultType (0 means 1, suspicious) for the others.
+	Types       map[string]uint8
+	DefaultType uint8
+	// ThreatBase maps a source to the base of its threat score (see
+	// Threat); DefaultThreatBase for the others.
+	ThreatBase        map[string]int
+	DefaultThreatBase int
+	// Keys maps the SHA-256 of an access key to the name of who holds it.
+	// When not empty, every query must start with a known key label, or
+	// it is answered NXDOMAIN. Empty: a key label is accepted and ignored.
+	Keys map[[32]byte]string
+}
+
+// HashKey is how Keys are indexed.
+func HashKey(key string) [32]byte { return sha256.Sum256([]byte(strings.ToLower(key))) }
+
+// Answer kinds, as counted.
+const (
+	AnswerListed   = "listed"
+	AnswerUnlisted = "unlisted"
+	AnswerTest     = "test"
+	AnswerApex     = "apex"
+	AnswerBadKey   = "bad_key"
+	AnswerRefused  = "refused"
+	AnswerInvalid  = "invalid"
+)
+
+// CountKey identifies one query counter.
+type CountKey struct {
+	Zone, Answer, Key string
+}
+
+// Server answers DNSBL queries from a Table.
+type Server struct {
+	cfg    Config
+	table  *Table
+	zones  []string // fully qualified, lower case, longest first
+	serial uint32
+	now    func() time.Time
+
+	counts sync.Map // CountKey → *atomic.Uint64
+
+	mu      sync.Mutex
+	servers []*dns.Server
+	addrs   []netip.AddrPort
+}
+
+// New checks cfg and returns a server over t. It opens no socket.
+func New(cfg Config, t *Table) (*Server, error) {
+	if len(cfg.Zones) == 0 {
+		return nil, errors.New("dnsbl: at least one zone is required")
+	}
+	s := &Server{cfg: cfg, table: t, serial: uint32(time.Now().Unix()), now: time.Now}
+	for _, z := range cfg.Zones {
+		z = strings.ToLower(dns.Fqdn(strings.TrimSpace(z)))
+		if _, ok := dns.IsDomainName(z); !ok || z == "." {
+			return nil, fmt.Errorf("dnsbl: zone %q is not a domain name", z)
+		}
+		s.zones = append(s.zones, z)
+	}
+	slices.SortFunc(s.zones, func(a, b string) int { return len(b) - len(a) })
+	if s.cfg.TTL <= 0 {
+		s.cfg.TTL = 60 * time.Second
+	}
+	if s.cfg.NegativeTTL <= 0 {
+		s.cfg.NegativeTTL = 30 * time.Second
+	}
+	if s.cfg.DefaultType == 0 {
+		s.cfg.DefaultType = TypeSuspicious
+	}
+	for src, typ := range s.cfg.Types {
+		if typ == 0 {
+			return nil, fmt.Errorf("dnsbl: type 0 (search engine) for source %q: clients would not deny it", src)
+		}
+	}
+	return s, nil
+}
+
+// Zones returns the zone names answered, fully qualified.
+func (s *Server) Zones() []string { return slices.Clone(s.zones) }
+
+func (s *Server) count(zone, answer, key string) {
+	k := CountKey{Zone: zone, Answer: answer, Key: key}
+	v, ok := s.counts.Load(k)
+	if !ok {
+		v, _ = s.counts.LoadOrStore(k, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Add(1)
+}
+
+// Counts returns the query counters.
+func (s *Server) Counts() map[CountKey]uint64 {
+	out := map[CountKey]uint64{}
+	s.counts.Range(func(k, v any) bool {
+		out[k.(CountKey)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
+}
+
+func (s *Server) soa(zone string) dns.RR {
+	mbox := s.cfg.Mbox
+	if mbox == "" {
+		mbox = "hostmaster." + zone
+	}
+	neg := uint32(s.cfg.NegativeTTL / time.Second)
+	return &dns.SOA{
+		Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: neg},
+		Ns:  s.nsNames(zone)[0], Mbox: dns.Fqdn(mbox), Serial: s.serial,
+		Refresh: 3600, Retry: 600, Expire: 86400, Minttl: neg,
+	}
+}
+
+func (s *Server) nsNames(zone string) []string {
+	if len(s.cfg.NS) == 0 {
+		return []string{"ns." + zone}
+	}
+	out := make([]string, len(s.cfg.NS))
+	for i, n := range s.cfg.NS {
+		out[i] = dns.Fqdn(n)
+	}
+	return out
+}
+
+// ServeDNS implements dns.Handler.
+func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	m := s.Answer(r)
+	if m == nil {
+		return // dropped: not a query to answer
+	}
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+		size := dns.MinMsgSize
+		if o := r.IsEdns0(); o != nil {
+			size = max(int(o.UDPSize()), dns.MinMsgSize)
+		}
+		m.Truncate(size)
+	}
+	_ = w.WriteMsg(m)
+}
+
+// Answer returns the reply to r, or nil for a message that gets none (a
+// response, or no question at all).
+func (s *Server) Answer(r *dns.Msg) *dns.Msg {
+	if r.Response {
+		return nil
+	}
+	m := new(dns.Msg)
+	if r.Opcode != dns.OpcodeQuery {
+		m.SetRcode(r, dns.RcodeNotImplemented)
+		return m
+	}
+	if len(r.Question) != 1 {
+		m.SetRcode(r, dns.RcodeFormatError)
+		s.count("", AnswerInvalid, "")
+		return m
+	}
+	m.SetReply(r)
+	if o := r.IsEdns0(); o != nil {
+		m.SetEdns0(1232, false)
+	}
+	q := r.Question[0]
+	name := strings.ToLower(q.Name)
+	pq, ok := parseName(name, s.zones)
+	if !ok || (q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY) {
+		m.Rcode = dns.RcodeRefused
+		s.count("", AnswerRefused, "")
+		return m
+	}
+	m.Authoritative = true
+	zone := pq.zone
+	if pq.apex {
+		s.count(zone, AnswerApex, "")
+		switch q.Qtype {
+		case dns.TypeSOA:
+			m.Answer = append(m.Answer, s.soa(zone))
+		case dns.TypeNS:
+			m.Answer = append(m.Answer, s.nsRRs(zone)...)
+		case dns.TypeANY:
+			m.Answer = append(append(m.Answer, s.soa(zone)), s.nsRRs(zone)...)
+		default:
+			m.Ns = append(m.Ns, s.soa(zone))
+		}
+		return m
+	}
+	keyName := ""
+	if len(s.cfg.Keys) > 0 {
+		n, known := "", false
+		if pq.key != "" {
+			n, known = s.cfg.Keys[HashKey(pq.key)]
+		}
+		if !known {
+			s.count(zone, AnswerBadKey, "")
+			return s.nxdomain(m, zone)
+		}
+		keyName = n
+	}
+	if !pq.addr.IsValid() {
+		s.count(zone, AnswerInvalid, keyName)
+		return s.nxdomain(m, zone)
+	}
+	addr := pq.addr.Unmap()
+	var a netip.Addr
+	var txt string
+	switch {
+	case addr == netip.AddrFrom4([4]byte{127, 0, 0, 2}):
+		// RFC 5782 test entry (::FFFF:7F00:2 unmaps to it as well).
+		a, txt = addr, "RFC 5782 test entry"
+		s.count(zone, AnswerTest, keyName)
+	default:
+		_, e, listed := s.table.Lookup(addr)
+		if !listed {
+			s.count(zone, AnswerUnlisted, keyName)
+			return s.nxdomain(m, zone)
+		}
+		s.count(zone, AnswerListed, keyName)
+		a = s.listing(e)
+		if s.cfg.TXT {
+			txt = "source=" + e.Source + "; until="
+			if e.UnblockAt.IsZero() {
+				txt += "never"
+			} else {
+				txt += e.UnblockAt.UTC().Format(time.RFC3339)
+			}
+		}
+	}
+	ttl := uint32(s.cfg.TTL / time.Second)
+	hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: ttl}
+	if q.Qtype == dns.TypeA || q.Qtype == dns.TypeANY {
+		hdr.Rrtype = dns.TypeA
+		m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: a.AsSlice()})
+	}
+	if txt != "" && (q.Qtype == dns.TypeTXT || q.Qtype == dns.TypeANY) {
+		hdr.Rrtype = dns.TypeTXT
+		m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr, Txt: []string{txt}})
+	}
+	if len(m.Answer) == 0 {
+		// A listed name with no data of this type: NOERROR, SOA for the
+		// negative caching.
+		m.Ns = append(m.Ns, s.soa(zone))
+	}
+	return m
+}
+
+func (s *Server) listing(e Entry) netip.Addr {
+	typ, ok := s.cfg.Types[e.Source]
+	if !ok {
+		typ = s.cfg.DefaultType
+	}
+	base, ok := s.cfg.ThreatBase[e.Source]
+	if !ok {
+		base = s.cfg.DefaultThreatBase
+	}
+	return Listing(Days(e.Added, s.now()), Threat(base, e.Added, e.UnblockAt), typ)
+}
+
+func (s *Server) nsRRs(zone string) []dns.RR {
+	var out []dns.RR
+	for _, n := range s.nsNames(zone) {
+		out = append(out, &dns.NS{Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: 3600}, Ns: n})
+	}
+	return out
+}
+
+func (s *Server) nxdomain(m *dns.Msg, zone string) *dns.Msg {
+	m.Rcode = dns.RcodeNameError
+	m.Ns = append(m.Ns, s.soa(zone))
+	return m
+}
+
+// Listen opens UDP and TCP on each address ("127.0.0.1:5353"; port 0
+// picks one free for both) and serves until Shutdown. It returns once
+// every socket is open, or the first error (then nothing stays open).
+func (s *Server) Listen(addrs []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var started []*dns.Server
+	fail := func(err error) error {
+		for _, srv := range started {
+			_ = srv.Shutdown()
+		}
+		return err
+	}
+	var bound []netip.AddrPort
+	for _, addr := range addrs {
+		pc, ln, err := listenBoth(addr)
+		if err != nil {
+			return fail(err)
+		}
+		ap := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+		bound = append(bound, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		for _, srv := range []*dns.Server{
+			{PacketConn: pc, Handler: s, UDPSize: 1232},
+			{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }},
+		} {
+			ready := make(chan struct{})
+			srv.NotifyStartedFunc = func() { close(ready) }
+			errc := make(chan error, 1)
+			go func() { errc <- srv.ActivateAndServe() }()
+			select {
+			case <-ready:
+			case err := <-errc:
+				pc.Close()
+				ln.Close()
+				return fail(fmt.Errorf("dnsbl: serve %s: %w", addr, err))
+			}
+			started = append(started, srv)
+		}
+	}
+	s.servers = append(s.servers, started...)
+	s.addrs = append(s.addrs, bound...)
+	return nil
+}
+
+// listenBoth opens UDP and TCP on the same address and port.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	for try := 0; ; try++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dnsbl: listen udp %s: %w", addr, err)
+		}
+		host, _, _ := net.SplitHostPort(addr)
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(port)))
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if _, p, _ := net.SplitHostPort(addr); p != "0" || try == 10 {
+			return nil, nil, fmt.Errorf("dnsbl: listen tcp %s: %w", addr, err)
+		}
+	}
+}
+
+// Addrs returns the addresses served (UDP and TCP alike).
+func (s *Server) Addrs() []netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.addrs)
+}
+
+// Shutdown closes every socket and waits for the handlers, within ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	servers := s.servers
+	s.servers, s.addrs = nil, nil
+	s.mu.Unlock()
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.ShutdownContext(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
