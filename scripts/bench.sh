@@ -45,5 +45,11 @@ else
   say "(RSS with 1,000,000 prefixes: run with BHRD_BENCH_1M=1; takes ~3 minutes and ~3.5 GB)"
 fi
 
+say "## DNSBL (issue 13)"
+run go test -count=1 -run '^$' -bench DNSBLPostToAnswer -benchtime 1x ./internal/app/
+run go test -run '^$' -bench FastAnswer ./pkg/dnsbl/
+say "\$ ./scripts/bench-dnsbl.sh"
+./scripts/bench-dnsbl.sh 2>&1 | tee -a "$out"
+
 say "## bhrbench against bhrd serve on PostgreSQL"
 ./scripts/bhrbench.sh 2>&1 | tee -a "$out"

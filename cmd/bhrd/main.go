@@ -38,6 +38,7 @@ commands:
   token          manage API tokens (create, list, revoke)
   ident          list or forget idents (enforcer names)
   check-config   validate a config file and print every problem
+  dnsbl-key      make an access key for a dnsbl enforcer's zone
   version        print the version
 
 Every command takes -config FILE (default ` + defaultConfig + `).
@@ -68,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdIdent(rest, stdout, stderr)
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout, stderr)
+	case "dnsbl-key":
+		err = cmdDNSBLKey(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "bhrd %s\n", version)
 		return 0

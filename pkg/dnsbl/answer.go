@@ -3,9 +3,12 @@ package dnsbl
 import (
 	"math"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Http:BL types (bit set). 0 is "search engine": bhrd never answers it.
@@ -39,7 +42,8 @@ const IndefiniteDays = 1000
 // Threat scores a block on Http:BL's logarithmic scale: the source's base
 // plus 25·log10(the block's duration in days), the duration taken as at
 // least one day and an indefinite block as IndefiniteDays; clamped to
-// 0–255. A one-day block scores its base, a 10-day one base+25, a
+// 1–255 (never 0, so that no listing reads 127.0.0.1, the address RFC
+// 5782 reserves as never listed, which some clients take as an error). A one-day block scores its base, a 10-day one base+25, a
 // 100-day one base+50, an indefinite one base+75. Repeat offenders score
 // higher through autoscale, which lengthens each repeat block.
 func Threat(base int, added, unblockAt time.Time) uint8 {
@@ -48,7 +52,7 @@ func Threat(base int, added, unblockAt time.Time) uint8 {
 		days = max(unblockAt.Sub(added).Hours()/24, 1)
 	}
 	t := base + int(math.Round(25*math.Log10(days)))
-	return uint8(min(max(t, 0), 255))
+	return uint8(min(max(t, 1), 255))
 }
 
 // query is a parsed question name inside one of the zones.
@@ -63,21 +67,24 @@ type query struct {
 // key and address: d.c.b.a, or 32 reversed nibbles for IPv6. ok is false
 // when the name is in none of the zones (sorted longest first).
 func parseName(name string, zones []string) (q query, ok bool) {
+	// Labels as presented: a dot inside a label stays escaped ("a\.b"),
+	// so it never splits one.
+	all := dns.SplitDomainName(name)
+	var labels []string
 	for _, z := range zones {
-		if name == z {
+		zl := dns.SplitDomainName(z)
+		if len(zl) > len(all) || !slices.Equal(all[len(all)-len(zl):], zl) {
+			continue
+		}
+		if len(zl) == len(all) {
 			return query{zone: z, apex: true}, true
 		}
-		if len(name) > len(z) && strings.HasSuffix(name, z) && name[len(name)-len(z)-1] == '.' {
-			q.zone = z
-			ok = true
-			name = name[:len(name)-len(z)-1]
-			break
-		}
+		q.zone, ok, labels = z, true, all[:len(all)-len(zl)]
+		break
 	}
 	if !ok {
 		return q, false
 	}
-	labels := strings.Split(name, ".")
 	switch len(labels) {
 	case 5, 33:
 		q.key, labels = labels[0], labels[1:]

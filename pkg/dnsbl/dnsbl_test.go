@@ -238,7 +238,7 @@ func TestEncoding(t *testing.T) {
 		wantThreat uint8
 	}{
 		{25, time.Hour, 25}, {25, 24 * time.Hour, 25}, {25, 10 * 24 * time.Hour, 50}, {25, 100 * 24 * time.Hour, 75},
-		{25, 0, 100}, {0, time.Minute, 0}, {250, 1000 * 24 * time.Hour, 255},
+		{25, 0, 100}, {0, time.Minute, 1}, {250, 1000 * 24 * time.Hour, 255},
 	} {
 		end := time.Time{}
 		if c.dur != 0 {
@@ -326,4 +326,24 @@ func FuzzAnswer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An IPv6 listener answers over UDP and TCP as well.
+func TestIPv6Listener(t *testing.T) {
+	tbl := NewTable()
+	tbl.Set(netip.MustParsePrefix("2001:db8::/32"), Entry{Source: "x", Added: t0})
+	s, err := New(Config{Zones: []string{"bl.test"}}, tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen([]string{"[::1]:0"}); err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	defer s.Shutdown(context.Background())
+	addr := s.Addrs()[0].String()
+	for _, network := range []string{"udp", "tcp"} {
+		if got := answerA(t, ask(t, network, addr, Name(netip.MustParseAddr("2001:db8::5"), "bl.test", ""), dns.TypeA)); !strings.HasPrefix(got, "127.") {
+			t.Errorf("%s over IPv6: %q", network, got)
+		}
+	}
 }

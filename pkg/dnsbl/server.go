@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -45,6 +46,9 @@ type Config struct {
 	// When not empty, every query must start with a known key label, or
 	// it is answered NXDOMAIN. Empty: a key label is accepted and ignored.
 	Keys map[[32]byte]string
+	// UDPReaders is how many goroutines read each UDP socket (a batch of
+	// datagrams per system call each); 0 means GOMAXPROCS.
+	UDPReaders int
 }
 
 // HashKey is how Keys are indexed.
@@ -74,10 +78,15 @@ type Server struct {
 	serial uint32
 	now    func() time.Time
 
-	counts sync.Map // CountKey → *atomic.Uint64
+	countMu sync.RWMutex
+	counts  map[CountKey]*atomic.Uint64
+
+	fastZones []zoneWire
 
 	mu      sync.Mutex
-	servers []*dns.Server
+	servers []*dns.Server // TCP
+	udp     []*net.UDPConn
+	udpWG   sync.WaitGroup
 	addrs   []netip.AddrPort
 }
 
@@ -86,7 +95,7 @@ func New(cfg Config, t *Table) (*Server, error) {
 	if len(cfg.Zones) == 0 {
 		return nil, errors.New("dnsbl: at least one zone is required")
 	}
-	s := &Server{cfg: cfg, table: t, serial: uint32(time.Now().Unix()), now: time.Now}
+	s := &Server{cfg: cfg, table: t, serial: uint32(time.Now().Unix()), now: time.Now, counts: map[CountKey]*atomic.Uint64{}}
 	for _, z := range cfg.Zones {
 		z = strings.ToLower(dns.Fqdn(strings.TrimSpace(z)))
 		if _, ok := dns.IsDomainName(z); !ok || z == "." {
@@ -109,6 +118,7 @@ func New(cfg Config, t *Table) (*Server, error) {
 			return nil, fmt.Errorf("dnsbl: type 0 (search engine) for source %q: clients would not deny it", src)
 		}
 	}
+	s.prepareFast()
 	return s, nil
 }
 
@@ -117,20 +127,28 @@ func (s *Server) Zones() []string { return slices.Clone(s.zones) }
 
 func (s *Server) count(zone, answer, key string) {
 	k := CountKey{Zone: zone, Answer: answer, Key: key}
-	v, ok := s.counts.Load(k)
+	s.countMu.RLock()
+	v, ok := s.counts[k]
+	s.countMu.RUnlock()
 	if !ok {
-		v, _ = s.counts.LoadOrStore(k, new(atomic.Uint64))
+		s.countMu.Lock()
+		if v, ok = s.counts[k]; !ok {
+			v = new(atomic.Uint64)
+			s.counts[k] = v
+		}
+		s.countMu.Unlock()
 	}
-	v.(*atomic.Uint64).Add(1)
+	v.Add(1)
 }
 
 // Counts returns the query counters.
 func (s *Server) Counts() map[CountKey]uint64 {
-	out := map[CountKey]uint64{}
-	s.counts.Range(func(k, v any) bool {
-		out[k.(CountKey)] = v.(*atomic.Uint64).Load()
-		return true
-	})
+	s.countMu.RLock()
+	defer s.countMu.RUnlock()
+	out := make(map[CountKey]uint64, len(s.counts))
+	for k, v := range s.counts {
+		out[k] = v.Load()
+	}
 	return out
 }
 
@@ -310,9 +328,13 @@ func (s *Server) Listen(addrs []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var started []*dns.Server
+	var udp []*net.UDPConn
 	fail := func(err error) error {
 		for _, srv := range started {
 			_ = srv.Shutdown()
+		}
+		for _, pc := range udp {
+			pc.Close()
 		}
 		return err
 	}
@@ -324,27 +346,61 @@ func (s *Server) Listen(addrs []string) error {
 		}
 		ap := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 		bound = append(bound, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-		for _, srv := range []*dns.Server{
-			{PacketConn: pc, Handler: s, UDPSize: 1232},
-			{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }},
-		} {
-			ready := make(chan struct{})
-			srv.NotifyStartedFunc = func() { close(ready) }
-			errc := make(chan error, 1)
-			go func() { errc <- srv.ActivateAndServe() }()
-			select {
-			case <-ready:
-			case err := <-errc:
-				pc.Close()
-				ln.Close()
-				return fail(fmt.Errorf("dnsbl: serve %s: %w", addr, err))
-			}
-			started = append(started, srv)
+		udp = append(udp, pc.(*net.UDPConn))
+		srv := &dns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
+			IdleTimeout: func() time.Duration { return 10 * time.Second }}
+		ready := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(ready) }
+		errc := make(chan error, 1)
+		go func() { errc <- srv.ActivateAndServe() }()
+		select {
+		case <-ready:
+		case err := <-errc:
+			ln.Close()
+			return fail(fmt.Errorf("dnsbl: serve tcp %s: %w", addr, err))
+		}
+		started = append(started, srv)
+	}
+	// Several readers per socket: one core each.
+	readers := s.cfg.UDPReaders
+	if readers <= 0 {
+		readers = runtime.GOMAXPROCS(0)
+	}
+	for _, pc := range udp {
+		for i := 0; i < readers; i++ {
+			s.udpWG.Add(1)
+			go s.serveUDP(pc)
 		}
 	}
 	s.servers = append(s.servers, started...)
+	s.udp = append(s.udp, udp...)
 	s.addrs = append(s.addrs, bound...)
 	return nil
+}
+
+// reply is the UDP answer to one datagram, nil for none.
+func (s *Server) reply(req, buf []byte) []byte {
+	if b := s.fastAnswer(req, buf); b != nil {
+		return b
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(req); err != nil {
+		return nil // not DNS: no answer
+	}
+	m := s.Answer(r)
+	if m == nil {
+		return nil
+	}
+	size := dns.MinMsgSize
+	if o := r.IsEdns0(); o != nil {
+		size = max(int(o.UDPSize()), dns.MinMsgSize)
+	}
+	m.Truncate(size)
+	b, err := m.PackBuffer(buf[:0])
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // listenBoth opens UDP and TCP on the same address and port.
@@ -377,10 +433,16 @@ func (s *Server) Addrs() []netip.AddrPort {
 // Shutdown closes every socket and waits for the handlers, within ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	servers := s.servers
-	s.servers, s.addrs = nil, nil
+	servers, udp := s.servers, s.udp
+	s.servers, s.udp, s.addrs = nil, nil, nil
 	s.mu.Unlock()
 	var errs []error
+	for _, pc := range udp {
+		if err := pc.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.udpWG.Wait()
 	for _, srv := range servers {
 		if err := srv.ShutdownContext(ctx); err != nil {
 			errs = append(errs, err)

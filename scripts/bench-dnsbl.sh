@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# DNSBL figures (issue 13): bhrd's DNS server (pkg/dnsbl, the code a
+# dnsbl enforcer runs, in scripts/dnsblbench) against rbldnsd serving the
+# same 100,000 /32s, with dnsperf (half listed, half unlisted names),
+# rounds alternating; answer latency percentiles from 8 clients each
+# waiting for its answer; RSS with 1,000,000 prefixes in the zone.
+# With two cores or more, the servers run on core 0 and the load
+# generators on core 1 (taskset), so that neither starves the other.
+# Needs dnsperf and rbldnsd (Debian packages).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for c in dnsperf rbldnsd; do
+  command -v $c >/dev/null || { echo "bench-dnsbl: $c is missing (apt-get install $c)"; exit 1; }
+done
+work=$(mktemp -d)
+chmod 755 "$work"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+go build -o "$work/dnsblbench" ./scripts/dnsblbench
+user=()
+[ "$(id -u)" = 0 ] && user=(-u rbldns)
+srv=() cli=()
+if [ "$(nproc)" -ge 2 ]; then srv=(taskset -c 0) cli=(taskset -c 1); fi
+rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$1/status"; }
+
+n=100000
+"$work/dnsblbench" gen -n $n -dir "$work"
+chmod 644 "$work/ip4set" "$work/queries"
+"${srv[@]}" rbldnsd -n -b 127.0.0.1/5301 -w "$work" "${user[@]}" bl.test:ip4set:ip4set >"$work/rbldnsd.log" 2>&1 &
+pids+=($!)
+"${srv[@]}" "$work/dnsblbench" serve -n $n -listen 127.0.0.1:5302 >"$work/bhrd.log" 2>&1 &
+pids+=($!)
+sleep 3
+echo "zone: $n /32s; queries: $(wc -l <"$work/queries") names, half listed; $(nproc) cores; servers ${srv[*]:-unpinned}, clients ${cli[*]:-unpinned}"
+for round in 1 2 3 4 5; do
+  for s in rbldnsd:5301 bhrd:5302; do
+    qps=$("${cli[@]}" dnsperf -s 127.0.0.1 -p "${s#*:}" -d "$work/queries" -l 10 -c 4 -T 1 -q 100 2>&1 |
+      awk '/Queries per second/ {q=$4} /Average Latency/ {l=$4} /Queries lost/ {x=$3} END {printf "%.0f q/s, mean latency %.3f ms, lost %s", q, l*1000, x}')
+    echo "round $round ${s%:*}: $qps"
+  done
+done
+for s in rbldnsd:5301 bhrd:5302; do
+  echo "${s%:*}: $("${cli[@]}" "$work/dnsblbench" latency -s "127.0.0.1:${s#*:}" -d "$work/queries" -c 8 -q 200000)"
+done
+echo "RSS with $n prefixes: rbldnsd $(rss "${pids[0]}"), bhrd $(rss "${pids[1]}")"
+kill "${pids[@]}"; wait 2>/dev/null || true; pids=()
+
+n=1000000
+"$work/dnsblbench" gen -n $n -dir "$work"
+chmod 644 "$work/ip4set" "$work/queries"
+"${srv[@]}" rbldnsd -n -b 127.0.0.1/5301 -w "$work" "${user[@]}" bl.test:ip4set:ip4set >"$work/rbldnsd.log" 2>&1 &
+pids+=($!)
+"${srv[@]}" "$work/dnsblbench" serve -n $n -listen 127.0.0.1:5302 >"$work/bhrd.log" 2>&1 &
+pids+=($!)
+sleep 8
+dig_ok=$(dnsperf -s 127.0.0.1 -p 5302 -d "$work/queries" -n 1 -c 2 -q 100 2>&1 | awk '/Response codes/ {print $3, $4, $5, $6}')
+echo "RSS with $n prefixes (after one pass of queries: $dig_ok): rbldnsd $(rss "${pids[0]}"), bhrd $(rss "${pids[1]}")"
