@@ -51,6 +51,27 @@ type Config struct {
 	UDPReaders int
 }
 
+// ValidName reports whether name is a host-style domain name: labels of
+// letters, digits, '-' and '_', 1–63 bytes each, 253 in all, a trailing
+// dot allowed.
+func ValidName(name string) bool {
+	name = strings.TrimSuffix(name, ".")
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(name, ".") {
+		if l == "" || len(l) > 63 {
+			return false
+		}
+		for _, c := range []byte(l) {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // HashKey is how Keys are indexed.
 func HashKey(key string) [32]byte { return sha256.Sum256([]byte(strings.ToLower(key))) }
 
@@ -97,10 +118,10 @@ func New(cfg Config, t *Table) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, table: t, serial: uint32(time.Now().Unix()), now: time.Now, counts: map[CountKey]*atomic.Uint64{}}
 	for _, z := range cfg.Zones {
-		z = strings.ToLower(dns.Fqdn(strings.TrimSpace(z)))
-		if _, ok := dns.IsDomainName(z); !ok || z == "." {
+		if !ValidName(z) {
 			return nil, fmt.Errorf("dnsbl: zone %q is not a domain name", z)
 		}
+		z = strings.ToLower(dns.Fqdn(z))
 		s.zones = append(s.zones, z)
 	}
 	slices.SortFunc(s.zones, func(a, b string) int { return len(b) - len(a) })

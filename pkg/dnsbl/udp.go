@@ -20,7 +20,8 @@ type batchConn interface {
 }
 
 // serveUDP answers the queries arriving on pc until it is closed, a
-// batch of datagrams per system call: the fast path first, else the full
+// batch of datagrams per system call (x/net's ReadBatch and WriteBatch:
+// recvmmsg and sendmmsg on Linux): the fast path first, else the full
 // one.
 func (s *Server) serveUDP(pc *net.UDPConn) {
 	defer s.udpWG.Done()

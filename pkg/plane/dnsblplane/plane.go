@@ -12,10 +12,8 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/miekg/dns"
 	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
@@ -126,17 +124,17 @@ func (Plane) Validate(_ any, enfs []config.PlaneEnforcer, ps *config.Problems) {
 			ps.Add(key+".zones", "required: the zone names to answer, e.g. [bl.example.net]")
 		}
 		for i, z := range s.Zones {
-			if _, ok := dns.IsDomainName(z); !ok || strings.Trim(z, ".") == "" {
+			if !dnsbl.ValidName(z) {
 				ps.Add(fmt.Sprintf("%s.zones[%d]", key, i), "not a domain name: %q", z)
 			}
 		}
 		for i, n := range s.NS {
-			if _, ok := dns.IsDomainName(n); !ok {
+			if !dnsbl.ValidName(n) {
 				ps.Add(fmt.Sprintf("%s.ns[%d]", key, i), "not a domain name: %q", n)
 			}
 		}
 		if s.Mbox != "" {
-			if _, ok := dns.IsDomainName(s.Mbox); !ok {
+			if !dnsbl.ValidName(s.Mbox) {
 				ps.Add(key+".mbox", "not a domain name: %q", s.Mbox)
 			}
 		}

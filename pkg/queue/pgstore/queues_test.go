@@ -54,7 +54,7 @@ func TestBlockQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []queue.QueueItem{{ID: b1.ID, CIDR: b1.CIDR, Added: b1.Added, Source: b1.Source}, {ID: b2.ID, CIDR: b2.CIDR, Added: b2.Added, Source: b2.Source}}; !reflect.DeepEqual(items, want) {
+	if want := []queue.QueueItem{{ID: b1.ID, CIDR: b1.CIDR, Added: b1.Added, Source: b1.Source, UnblockAt: b1.UnblockAt}, {ID: b2.ID, CIDR: b2.CIDR, Added: b2.Added, Source: b2.Source, UnblockAt: b2.UnblockAt}}; !reflect.DeepEqual(items, want) {
 		t.Fatalf("limit 2 = %+v, want %+v", items, want)
 	}
 	setBlocked(t, s, "r1", at(70), b1.ID, b6.ID)
