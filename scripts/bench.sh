@@ -51,5 +51,9 @@ run go test -run '^$' -bench FastAnswer ./pkg/dnsbl/
 say "\$ ./scripts/bench-dnsbl.sh"
 ./scripts/bench-dnsbl.sh 2>&1 | tee -a "$out"
 
+say "## HttpBL middleware (issue 14)"
+run go test -run '^$' -bench 'CachedDecision|MiddlewareOverhead|ColdLookup' -benchtime 2s ./pkg/httpbl/
+run go test -run '^$' -bench 'ServerOverhead' -benchtime 3s -count 3 ./pkg/httpbl/
+
 say "## bhrbench against bhrd serve on PostgreSQL"
 ./scripts/bhrbench.sh 2>&1 | tee -a "$out"
