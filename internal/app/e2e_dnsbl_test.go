@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -46,22 +47,35 @@ func dnsblConfig(t testing.TB, dir, driver string) (config.Config, string) {
 // for NXDOMAIN.
 func lookup(t testing.TB, server string, addr netip.Addr) string {
 	t.Helper()
+	got, err := tryLookup(server, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// tryLookup is lookup returning its error; "SERVFAIL" while the zone is
+// not ready (a start).
+func tryLookup(server string, addr netip.Addr) (string, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(dnsbl.Name(addr, "bl.test", "abcdefghijkl"), dns.TypeA)
 	c := &dns.Client{Timeout: time.Second}
 	r, _, err := c.Exchange(m, server)
 	if err != nil {
-		t.Fatalf("dns %s: %v", addr, err)
+		return "", fmt.Errorf("dns %s: %w", addr, err)
 	}
 	for _, rr := range r.Answer {
 		if a, ok := rr.(*dns.A); ok {
-			return a.A.String()
+			return a.A.String(), nil
 		}
 	}
-	if r.Rcode != dns.RcodeNameError {
-		t.Fatalf("dns %s: rcode %s without an answer", addr, dns.RcodeToString[r.Rcode])
+	switch r.Rcode {
+	case dns.RcodeNameError:
+		return "", nil
+	case dns.RcodeServerFailure:
+		return "SERVFAIL", nil
 	}
-	return ""
+	return "", fmt.Errorf("dns %s: rcode %s without an answer", addr, dns.RcodeToString[r.Rcode])
 }
 
 // waitListed polls the zone every millisecond until addr's answer is
@@ -93,6 +107,11 @@ func TestE2EDNSBL(t *testing.T) {
 			cfg, dnsAddr := dnsblConfig(t, dir, driver)
 			a := startApp(t, app.Options{Config: cfg})
 			api := newClient(t, a.APIAddr(), newToken(t, a.Store()))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := a.WaitReconciled(ctx); err != nil {
+				t.Fatal(err)
+			}
 
 			host := netip.MustParseAddr("198.51.100.23")
 			if got := lookup(t, dnsAddr, host); got != "" {
@@ -139,7 +158,35 @@ func TestE2EDNSBL(t *testing.T) {
 			if lookup2(dnsAddr) {
 				t.Fatal("the DNS server still answers after stop")
 			}
+			// From the first answer on, a listed address is never NXDOMAIN
+			// (which resolvers would cache): SERVFAIL until the zone is
+			// rebuilt, then listed.
+			done := make(chan struct{})
+			seen := map[string]int{}
+			go func() {
+				defer close(done)
+				start := time.Now()
+				for time.Since(start) < 10*time.Second {
+					got := "down"
+					if lookup2(dnsAddr) {
+						var err error
+						if got, err = tryLookup(dnsAddr, netip.MustParseAddr("203.0.113.7")); err != nil {
+							got = "error"
+						}
+					}
+					seen[got]++
+					if strings.HasPrefix(got, "127.") {
+						return
+					}
+					time.Sleep(200 * time.Microsecond)
+				}
+			}()
 			startApp(t, app.Options{Config: cfg})
+			<-done
+			t.Logf("%s: answers while restarting: %v", driver, seen)
+			if seen[""] > 0 {
+				t.Errorf("a listed address was answered NXDOMAIN %d times during the start", seen[""])
+			}
 			waitListed(t, dnsAddr, netip.MustParseAddr("203.0.113.7"), "127.0.", 10*time.Second)
 			if got := lookup(t, dnsAddr, host); got != "" {
 				t.Errorf("unblocked %s listed again after the restart: %s", host, got)

@@ -347,3 +347,33 @@ func TestIPv6Listener(t *testing.T) {
 		}
 	}
 }
+
+// A server told it is not ready (its table still being filled) answers
+// SERVFAIL to address queries, on both paths, never a cacheable
+// NXDOMAIN; once ready it answers from the table.
+func TestNotReady(t *testing.T) {
+	tbl := NewTable()
+	tbl.Set(netip.MustParsePrefix("203.0.113.0/24"), Entry{Source: "x", Added: t0})
+	s, err := New(Config{Zones: []string{"bl.test"}, NotReady: true}, tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen([]string{"127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	addr := s.Addrs()[0].String()
+	name := Name(netip.MustParseAddr("203.0.113.1"), "bl.test", "")
+	for _, network := range []string{"udp", "tcp"} {
+		if r := ask(t, network, addr, name, dns.TypeA); r.Rcode != dns.RcodeServerFailure {
+			t.Errorf("%s before ready: %s, want SERVFAIL", network, dns.RcodeToString[r.Rcode])
+		}
+	}
+	if r := ask(t, "udp", addr, "bl.test.", dns.TypeSOA); len(r.Answer) != 1 {
+		t.Errorf("the apex is answered before ready too: %v", r)
+	}
+	s.SetReady(true)
+	if got := answerA(t, ask(t, "udp", addr, name, dns.TypeA)); !strings.HasPrefix(got, "127.") {
+		t.Errorf("after ready: %q", got)
+	}
+}

@@ -71,7 +71,7 @@ func labelIs(wire []byte, l string) bool {
 // fastAnswer writes the reply to req into out[:0] and returns it, or nil
 // when the slow path must answer.
 func (s *Server) fastAnswer(req, out []byte) []byte {
-	if len(req) < 12+5 {
+	if len(req) < 12+5 || !s.ready.Load() {
 		return nil
 	}
 	flags := binary.BigEndian.Uint16(req[2:])

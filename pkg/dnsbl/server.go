@@ -49,6 +49,10 @@ type Config struct {
 	// UDPReaders is how many goroutines read each UDP socket (a batch of
 	// datagrams per system call each); 0 means GOMAXPROCS.
 	UDPReaders int
+	// NotReady makes the server answer SERVFAIL to address queries until
+	// SetReady: while the table is being filled (a restart), "not listed"
+	// would be cached by resolvers for NegativeTTL.
+	NotReady bool
 }
 
 // ValidName reports whether name is a host-style domain name: labels of
@@ -84,6 +88,7 @@ const (
 	AnswerBadKey   = "bad_key"
 	AnswerRefused  = "refused"
 	AnswerInvalid  = "invalid"
+	AnswerNotReady = "not_ready"
 )
 
 // CountKey identifies one query counter.
@@ -103,6 +108,7 @@ type Server struct {
 	counts  map[CountKey]*atomic.Uint64
 
 	fastZones []zoneWire
+	ready     atomic.Bool
 
 	mu      sync.Mutex
 	servers []*dns.Server // TCP
@@ -140,8 +146,12 @@ func New(cfg Config, t *Table) (*Server, error) {
 		}
 	}
 	s.prepareFast()
+	s.ready.Store(!cfg.NotReady)
 	return s, nil
 }
+
+// SetReady makes the server answer from its table (see Config.NotReady).
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
 // Zones returns the zone names answered, fully qualified.
 func (s *Server) Zones() []string { return slices.Clone(s.zones) }
@@ -255,6 +265,12 @@ func (s *Server) Answer(r *dns.Msg) *dns.Msg {
 		default:
 			m.Ns = append(m.Ns, s.soa(zone))
 		}
+		return m
+	}
+	if !s.ready.Load() {
+		// The table is being filled: no answer rather than a wrong one.
+		m.Rcode = dns.RcodeServerFailure
+		s.count(zone, AnswerNotReady, "")
 		return m
 	}
 	keyName := ""

@@ -121,13 +121,12 @@ type Decision struct {
 
 // Checker looks clients up and decides.
 type Checker struct {
-	o         Options
-	zone      string
-	denyMask  int
-	resolver  *net.Resolver
-	pos, neg  *expirable.LRU[netip.Addr, netip.Addr]
-	group     singleflight.Group
-	lookupHit func() // tests: counts DNS queries
+	o        Options
+	zone     string
+	denyMask int
+	resolver *net.Resolver
+	pos, neg *expirable.LRU[netip.Addr, netip.Addr]
+	group    singleflight.Group
 }
 
 // New checks o and returns a Checker.
@@ -328,9 +327,6 @@ func (c *Checker) lookup(ctx context.Context, addr netip.Addr) (ans netip.Addr, 
 		}
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.DNSTimeout)
 		defer cancel()
-		if c.lookupHit != nil {
-			c.lookupHit()
-		}
 		ips, err := c.resolver.LookupNetIP(lctx, "ip4", c.queryName(addr))
 		var de *net.DNSError
 		switch {

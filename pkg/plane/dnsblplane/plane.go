@@ -209,7 +209,9 @@ type Instance struct {
 func (Plane) Open(_ context.Context, env plane.Env, _ config.Config, e config.Enforcer) (plane.Instance, error) {
 	st := SettingsOf(e)
 	t := dnsbl.NewTable()
-	srv, err := dnsbl.New(st.ServerConfig(), t)
+	sc := st.ServerConfig()
+	sc.NotReady = true // until the enforcer has rebuilt the table
+	srv, err := dnsbl.New(sc, t)
 	if err != nil {
 		return nil, err
 	}
@@ -223,6 +225,12 @@ func (Plane) Open(_ context.Context, env plane.Env, _ config.Config, e config.En
 		env.Log.Info("dnsbl listening", zap.Strings("addresses", addrs), zap.Strings("zones", srv.Zones()))
 	}
 	return i, nil
+}
+
+// AfterReconcile: the table holds every open block, so the zone answers.
+func (i *Instance) AfterReconcile(context.Context) error {
+	i.Server.SetReady(true)
+	return nil
 }
 
 func (i *Instance) addrs() []string {
