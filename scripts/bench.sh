@@ -53,7 +53,7 @@ say "\$ ./scripts/bench-dnsbl.sh"
 
 say "## HttpBL middleware (issue 14)"
 run go test -run '^$' -bench 'CachedDecision|MiddlewareOverhead|ColdLookup' -benchtime 2s ./pkg/httpbl/
-run go test -run '^$' -bench 'ServerOverhead' -benchtime 3s -count 3 ./pkg/httpbl/
+run go test -run '^$' -bench 'ServerOverhead' -benchtime 3s -count 5 ./pkg/httpbl/
 
 say "## bhrbench against bhrd serve on PostgreSQL"
 ./scripts/bhrbench.sh 2>&1 | tee -a "$out"
