@@ -67,11 +67,16 @@ install: build
 	  install -D -m 0640 configs/bhrd.yaml $(DESTDIR)/etc/bhrd/bhrd.yaml.dist; \
 	else install -D -m 0640 configs/bhrd.yaml $(DESTDIR)/etc/bhrd/bhrd.yaml; fi
 
-# Short fuzzing runs of the input parsers.
+# Short fuzzing runs: the input parsers, the whole HTTP router on both
+# stores (any 5xx fails), the DNSBL answer paths.
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParseCIDR -fuzztime 30s ./pkg/queue
 	$(GO) test -run XXX -fuzz FuzzParseDuration -fuzztime 30s ./pkg/queue
 	$(GO) test -run XXX -fuzz FuzzScanIDs -fuzztime 30s ./pkg/api
+	$(GO) test -run XXX -fuzz FuzzRouterSQLite -fuzztime 60s ./pkg/api
+	$(GO) test -run XXX -fuzz FuzzRouterPostgres -fuzztime 60s ./pkg/api
+	$(GO) test -run XXX -fuzz FuzzAnswer -fuzztime 30s ./pkg/dnsbl
+	$(GO) test -run XXX -fuzz FuzzFastPath -fuzztime 30s ./pkg/dnsbl
 
 clean:
 	rm -rf bin
