@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -144,14 +145,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	a, err := app.New(ctx, app.Options{Config: cfg, Logger: log, Audit: aud, LogLevel: &level})
+	a, err := startWaitingForStore(ctx, log, app.Options{Config: cfg, Logger: log, Audit: aud, LogLevel: &level})
 	if err != nil {
 		log.Error("start failed", zap.Error(err))
-		return err
-	}
-	if err := a.Start(ctx); err != nil {
-		log.Error("start failed", zap.Error(err))
-		_ = a.Stop(context.Background())
 		return err
 	}
 	log.Info("bhrd started", zap.String("version", version), zap.String("config", *cfgPath),
@@ -159,6 +155,39 @@ func cmdServe(args []string, stderr io.Writer) error {
 	// Once shutdown begins, a second SIGINT or SIGTERM kills at once.
 	go func() { <-ctx.Done(); stop() }()
 	return a.Run(ctx, app.RunOptions{ConfigPath: *cfgPath, Reload: hup})
+}
+
+// storeRetryMax bounds the wait between two tries to open the store.
+var storeRetryMax = 30 * time.Second
+
+// startWaitingForStore builds and starts bhrd; while the store can not be
+// opened or read (PostgreSQL down at boot: the postgres driver only) it logs, tells systemd why in
+// STATUS, and tries again with backoff (1 s doubling to storeRetryMax)
+// until ctx ends. Any other failure ends the start.
+func startWaitingForStore(ctx context.Context, log *zap.Logger, opts app.Options) (*app.App, error) {
+	wait := time.Second
+	for {
+		a, err := app.New(ctx, opts)
+		if err == nil {
+			if err = a.Start(ctx); err == nil {
+				return a, nil
+			}
+			_ = a.Stop(context.Background())
+		}
+		// PostgreSQL only: an SQLite file that does not open is a
+		// mistake to fix, not a server to wait for.
+		if !errors.Is(err, app.ErrStore) || opts.Config.Store.Driver != "postgres" || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("store not available: waiting to start", zap.Error(err), zap.Duration("retry_in", wait))
+		app.NotifyWaiting("waiting for the store: "+err.Error(), wait)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, storeRetryMax)
+	}
 }
 
 func cmdMigrate(args []string, stdout, stderr io.Writer) error {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -59,6 +60,10 @@ type App struct {
 	enforcers []*runningEnforcer
 }
 
+// ErrStore marks a New or Start that failed because the store could not
+// be opened, migrated or read: bhrd serve waits and tries again.
+var ErrStore = errors.New("store not available")
+
 // New opens and migrates the store and builds the service. Nothing
 // listens until Start.
 func New(ctx context.Context, opts Options) (*App, error) {
@@ -67,7 +72,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	st, applied, err := openMigrated(ctx, opts.Config.Store, opts.Logger)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrStore, err)
 	}
 	if len(applied) > 0 {
 		opts.Logger.Info("schema migrated", zap.Strings("applied", applied))
@@ -133,7 +138,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		return nil
 	})
 	if err := a.svc.Start(runCtx); err != nil {
-		return fmt.Errorf("start queue service: %w", err)
+		return fmt.Errorf("%w: start queue service: %w", ErrStore, err)
 	}
 	if d := a.opts.Config.Store.PruneAfter; d > 0 {
 		wg.Add(1)

@@ -58,10 +58,25 @@ func (a *App) readiness(ctx context.Context) (map[string][]bgp.PeerState, error)
 	return peers, nil
 }
 
+// Alive reports whether bhrd's loops turn: no enforcer pass has been
+// running for longer than hungAfter. It does not ask the store (Ready
+// does): during a database outage the enforcers fail fast and retry, the
+// routers keep every route, and a restart would only drop the BGP
+// sessions; a stuck pass is what a restart cures.
+func (a *App) Alive() error {
+	for _, st := range a.EnforcerStatus() {
+		if !st.BusySince.IsZero() && time.Since(st.BusySince) > hungAfter {
+			return fmt.Errorf("enforcer %s: one pass has taken %s", st.Ident, time.Since(st.BusySince).Round(time.Second))
+		}
+	}
+	return nil
+}
+
 // Notify tells systemd (Type=notify) that bhrd is ready once every
-// enforcer has reconciled, then pets the watchdog for as long as Ready
-// holds: a hung store or enforcer stops the pats and systemd restarts
-// bhrd. Returns when ctx ends.
+// enforcer has reconciled, then pets the watchdog for as long as Alive
+// holds: a hung enforcer stops the pats and systemd restarts bhrd; a
+// store outage does not (see Alive), it is shown in STATUS. Returns when
+// ctx ends.
 func (a *App) Notify(ctx context.Context) {
 	if err := a.WaitReconciled(ctx); err != nil {
 		return
@@ -82,14 +97,25 @@ func (a *App) Notify(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := a.Ready(ctx); err != nil {
-			a.log.Error("not healthy: withholding the systemd watchdog ping", zap.Error(err))
+		if err := a.Alive(); err != nil {
+			a.log.Error("not alive: withholding the systemd watchdog ping", zap.Error(err))
 			continue
 		}
-		if err := sdNotify("WATCHDOG=1"); err != nil {
+		status := "STATUS=ready"
+		if err := a.Ready(ctx); err != nil {
+			status = "STATUS=not ready: " + err.Error()
+		}
+		if err := sdNotify("WATCHDOG=1\n" + status); err != nil {
 			a.log.Warn("sd_notify WATCHDOG", zap.Error(err))
 		}
 	}
+}
+
+// NotifyWaiting tells systemd that bhrd is still starting, waiting for
+// the store (STATUS), and that it may take until after the next try
+// (EXTEND_TIMEOUT_USEC: Type=notify's start timeout would kill it).
+func NotifyWaiting(status string, next time.Duration) {
+	_ = sdNotify(fmt.Sprintf("STATUS=%s\nEXTEND_TIMEOUT_USEC=%d", status, (next + 30*time.Second).Microseconds()))
 }
 
 // NotifyStopping tells systemd that shutdown has begun.

@@ -1,11 +1,14 @@
 package app
 
 import (
+	"context"
 	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bhrd/bhrd/pkg/config"
 )
 
 // TestNotifyReload listens where systemd would (NOTIFY_SOCKET) and checks
@@ -43,5 +46,64 @@ func TestNotifyReload(t *testing.T) {
 	}
 	if second != "READY=1" || ran != 2 {
 		t.Fatalf("second datagram %q, reload ran %d times", second, ran)
+	}
+}
+
+// The watchdog says "alive", not "the store answers": with the store
+// gone (closed under a running bhrd) the pings go on, each with a STATUS
+// naming the store; before, they stopped and systemd would have killed
+// bhrd after WatchdogSec, dropping every BGP session.
+func TestWatchdogThroughStoreOutage(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", "200000") // a ping every 100 ms
+	t.Setenv("WATCHDOG_PID", "")
+
+	c := config.Default()
+	c.Store.Path = filepath.Join(t.TempDir(), "bhrd.db")
+	c.API.Listen = "127.0.0.1:0"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := New(ctx, Options{Config: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = a.Stop(context.Background()) }()
+	go a.Notify(ctx)
+	read := func() string {
+		buf := make([]byte, 512)
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			return ""
+		}
+		return string(buf[:n])
+	}
+	if got := read(); got != "READY=1" {
+		t.Fatalf("first datagram %q", got)
+	}
+	if got := read(); got != "WATCHDOG=1\nSTATUS=ready" {
+		t.Fatalf("ping while healthy: %q", got)
+	}
+	a.store.Close() // the outage
+	pings := 0
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && pings < 3; {
+		got := read()
+		if strings.HasPrefix(got, "WATCHDOG=1\nSTATUS=not ready: store:") {
+			pings++
+		} else if got != "WATCHDOG=1\nSTATUS=ready" {
+			t.Fatalf("during the outage: %q", got)
+		}
+	}
+	if pings < 3 {
+		t.Fatalf("%d watchdog pings naming the store during the outage, want 3", pings)
 	}
 }

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bhrd/bhrd/internal/bgptest"
+	"github.com/bhrd/bhrd/internal/pgtest"
+	"github.com/bhrd/bhrd/pkg/bgp"
+)
+
+// pgProxy stands between bhrd and PostgreSQL: up, it forwards; down, it
+// closes every connection it carries and refuses new ones (what bhrd sees
+// of a PostgreSQL that is stopped).
+type pgProxy struct {
+	ln              net.Listener
+	network, target string
+	mu              sync.Mutex
+	up              bool
+	conns           map[net.Conn]bool
+}
+
+func startProxy(t *testing.T, network, target string) *pgProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pgProxy{ln: ln, network: network, target: target, conns: map[net.Conn]bool{}}
+	t.Cleanup(func() { ln.Close(); p.set(false) })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			up := p.up
+			p.mu.Unlock()
+			if !up {
+				c.Close()
+				continue
+			}
+			s, err := net.Dial(network, target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[s] = true, true
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(s, c); s.Close() }()
+			go func() { _, _ = io.Copy(c, s); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *pgProxy) set(up bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.up = up
+	if !up {
+		for c := range p.conns {
+			c.Close()
+		}
+		p.conns = map[net.Conn]bool{}
+	}
+}
+
+// bhrd serve started while PostgreSQL is down waits for it (logging why)
+// instead of exiting, and becomes ready once it is back; then during an
+// outage of a running bhrd the BGP peer keeps every route, /readyz names
+// the store, and when PostgreSQL is back blocks are taken again.
+func TestProcessWaitsForStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	bin := buildBinary(t, dir)
+	u, err := url.Parse(pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test cluster listens on a Unix socket (host=DIR&port=N); an
+	// external one may be on TCP.
+	q := u.Query()
+	var proxy *pgProxy
+	if h := q.Get("host"); strings.HasPrefix(h, "/") {
+		port := q.Get("port")
+		if port == "" {
+			port = "5432"
+		}
+		proxy = startProxy(t, "unix", filepath.Join(h, ".s.PGSQL."+port))
+		q.Del("host")
+		q.Del("port")
+		u.RawQuery = q.Encode()
+	} else {
+		proxy = startProxy(t, "tcp", u.Host)
+	}
+	u.Host = proxy.ln.Addr().String()
+	r := bgptest.NewRouter(t, testRouterASN)
+	r.AddPeer(testSpeakerASN, bgptest.PeerOptions{})
+	apiPort := bgptest.FreePort(t)
+	cfgPath := filepath.Join(dir, "bhrd.yaml")
+	y := fmt.Sprintf(`log: {level: info, audit: %s}
+store: {driver: postgres, url: %q}
+api: {listen: "127.0.0.1:%d", shutdown_timeout: 5s}
+bgp:
+  asn: %d
+  router_id: 192.0.2.254
+  listen_port: -1
+  peers: [{name: router, address: 127.0.0.1, asn: %d, port: %d, hold_time: 9s}]
+enforcers: [{ident: %s, type: bgp}]
+`, filepath.Join(dir, "audit.log"), u.String(), apiPort, testSpeakerASN, testRouterASN, r.Port, testIdent)
+	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var logBuf syncBuffer
+	cmd := exec.Command(bin, "serve", "-config", cfgPath)
+	cmd.Stderr = &logBuf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("bhrd log:\n%s", logBuf.String())
+		}
+	}()
+	base := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+	client := &http.Client{Timeout: 3 * time.Second}
+	status := func(path string) int {
+		resp, err := client.Get(base + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	// Down at start: bhrd waits, says why, does not exit.
+	bgptest.WaitFor(t, 10*time.Second, "the log to say it waits for the store", func() (bool, string) {
+		return strings.Contains(logBuf.String(), "store not available: waiting to start"), logBuf.String()
+	})
+	select {
+	case err := <-exited:
+		t.Fatalf("bhrd exited while PostgreSQL was down: %v", err)
+	case <-time.After(3 * time.Second):
+	}
+	proxy.set(true)
+	bgptest.WaitFor(t, 40*time.Second, "/readyz once PostgreSQL is up", func() (bool, string) {
+		return status("/readyz") == 200, fmt.Sprint(status("/readyz"))
+	})
+
+	// Running: blocks reach the router.
+	if out, err := exec.Command(bin, "user", "add", "-config", cfgPath, "-username", "alice", "-role", "admin").CombinedOutput(); err != nil {
+		t.Fatalf("user add: %v %s", err, out)
+	}
+	tok, err := exec.Command(bin, "token", "create", "-config", cfgPath, "-username", "alice").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tok))
+	want := []netip.Prefix{netip.MustParsePrefix("203.0.113.1/32"), netip.MustParsePrefix("203.0.113.2/32")}
+	for _, p := range want {
+		postFormAs(t, client, base+"/bhr/api/block", token, url.Values{"cidr": {p.Addr().String()}, "source": {"t"}, "why": {"outage test"}, "duration": {"3600"}}, 201)
+	}
+	r.WaitRIB(bgp.IPv4Unicast, 20*time.Second, want, nil)
+
+	// An outage of the running bhrd: the router keeps every route,
+	// /readyz says 503, bhrd stays up.
+	proxy.set(false)
+	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if n := r.Count(bgp.IPv4Unicast); n != len(want) {
+			t.Fatalf("the router holds %d of %d routes during the outage", n, len(want))
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("bhrd exited during the outage: %v", err)
+		default:
+		}
+	}
+	if st := status("/readyz"); st != 503 {
+		t.Errorf("/readyz during the outage: %d, want 503", st)
+	}
+	proxy.set(true)
+	bgptest.WaitFor(t, 30*time.Second, "a block to be taken after the outage", func() (bool, string) {
+		req, _ := http.NewRequest("POST", base+"/bhr/api/block", strings.NewReader(url.Values{"cidr": {"203.0.113.3"}, "source": {"t"}, "why": {"after"}, "duration": {"3600"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Token "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 201, resp.Status
+	})
+	r.WaitRIB(bgp.IPv4Unicast, 20*time.Second, append(want, netip.MustParsePrefix("203.0.113.3/32")), nil)
+}
