@@ -342,10 +342,17 @@ func (e *Enforcer) step(ctx context.Context) (more bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("block queue: %w", err)
 	}
+	skipped := 0
 	if len(bq) > 0 {
-		if err := e.block(ctx, bq); err != nil {
+		if skipped, err = e.block(ctx, bq); err != nil {
 			return false, err
 		}
+	}
+	if skipped > 0 {
+		// Skipped blocks took none of the room and are off the queue now:
+		// read it again at once (what stayed may be ours).
+		e.setCapped(false)
+		return true, nil
 	}
 	capped := false
 	if e.cfg.MaxPrefixes > 0 && len(bq) == room && room < queue.QueueLimit {
@@ -375,7 +382,10 @@ func (e *Enforcer) setCapped(capped bool) {
 	}
 }
 
-func (e *Enforcer) block(ctx context.Context, items []queue.QueueItem) error {
+// block installs and marks items, and returns how many it skipped (not
+// taken by the select).
+func (e *Enforcer) block(ctx context.Context, items []queue.QueueItem) (int, error) {
+	skipped := 0
 	if !e.cfg.Select.All() {
 		var skip []int64
 		taken := items[:0:0]
@@ -388,12 +398,13 @@ func (e *Enforcer) block(ctx context.Context, items []queue.QueueItem) error {
 		}
 		if len(skip) > 0 {
 			if err := e.svc.SkipBlocks(ctx, e.cfg.Ident, skip); err != nil {
-				return fmt.Errorf("skip %d blocks: %w", len(skip), err)
+				return 0, fmt.Errorf("skip %d blocks: %w", len(skip), err)
 			}
 			e.log.Debug("skipped blocks its select does not take", zap.Int("count", len(skip)))
+			skipped = len(skip)
 		}
 		if items = taken; len(items) == 0 {
-			return nil
+			return skipped, nil
 		}
 	}
 	// Every prefix of the batch, with its newest block: one already
@@ -412,7 +423,7 @@ func (e *Enforcer) block(ctx context.Context, items []queue.QueueItem) error {
 	}
 	start := time.Now()
 	if err := e.backend.Install(ctx, targets); err != nil {
-		return fmt.Errorf("install %d prefixes: %w", len(targets), err)
+		return 0, fmt.Errorf("install %d prefixes: %w", len(targets), err)
 	}
 	ids := make([]int64, len(items))
 	for i, it := range items {
@@ -421,7 +432,7 @@ func (e *Enforcer) block(ctx context.Context, items []queue.QueueItem) error {
 	if err := e.svc.SetBlocked(ctx, e.cfg.Ident, ids); err != nil {
 		// Installed but not marked: the next pass installs again
 		// (idempotent) and marks.
-		return fmt.Errorf("set_blocked: %w", err)
+		return 0, fmt.Errorf("set_blocked: %w", err)
 	}
 	d := time.Since(start)
 	e.mu.Lock()
@@ -435,7 +446,7 @@ func (e *Enforcer) block(ctx context.Context, items []queue.QueueItem) error {
 	if e.obs.Blocked != nil {
 		e.obs.Blocked(e.cfg.Ident, items, d)
 	}
-	return nil
+	return skipped, nil
 }
 
 func (e *Enforcer) unblock(ctx context.Context, items []queue.UnblockItem) error {

@@ -403,3 +403,29 @@ func TestSelectionMatch(t *testing.T) {
 		t.Errorf("problems %v, want 2", ps)
 	}
 }
+
+// Skipped blocks take none of max_prefixes' room: with room for 2 and 3
+// blocks it does not take ahead of one it does, the one it takes is
+// installed without waiting for another change, and the enforcer is not
+// reported capped.
+func TestSelectSkipsDoNotFillTheRoom(t *testing.T) {
+	svc := newService(t, nil)
+	b := newRecordingBackend()
+	// The ident exists, so that what follows is queued for it; the
+	// enforcer starts after, finding all four at once.
+	if _, err := svc.BlockQueue(context.Background(), "ixp", time.Time{}, 1); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		blockFrom(t, svc, fmt.Sprintf("198.51.100.%d", i), "manual")
+	}
+	blockFrom(t, svc, "198.51.100.9", "ids")
+	e := start(t, svc, b, Config{Ident: "ixp", MaxPrefixes: 2, Select: queue.Selection{Sources: []string{"ids"}}})
+	waitFor(t, "the ids block installed", 3*time.Second, func() bool {
+		s := b.snapshot()
+		return len(s) == 1 && s[0] == "198.51.100.9/32"
+	})
+	if e.Status().Capped {
+		t.Error("reported capped with 1 of 2 installed")
+	}
+}
