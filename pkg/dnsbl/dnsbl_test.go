@@ -377,3 +377,20 @@ func TestNotReady(t *testing.T) {
 		t.Errorf("after ready: %q", got)
 	}
 }
+
+// A source longer than a TXT string (255 bytes) is split, not a reply
+// that does not pack; over UDP without EDNS the 600-byte answer is
+// truncated (TC), for the client to ask again over TCP.
+func TestLongSourceTXT(t *testing.T) {
+	_, tbl, addr := newServer(t, Config{TXT: true})
+	src := strings.Repeat("s", 600)
+	tbl.Set(netip.MustParsePrefix("203.0.113.9/32"), Entry{Source: src, Added: t0})
+	name := Name(netip.MustParseAddr("203.0.113.9"), "bl.example.net", "")
+	if r := ask(t, "udp", addr, name, dns.TypeTXT); !r.Truncated {
+		t.Errorf("udp: not truncated: %v", r)
+	}
+	r := ask(t, "tcp", addr, name, dns.TypeTXT)
+	if len(r.Answer) != 1 || !strings.Contains(strings.Join(r.Answer[0].(*dns.TXT).Txt, ""), src) {
+		t.Errorf("tcp: %v", r.Answer)
+	}
+}

@@ -322,7 +322,7 @@ func (s *Server) Answer(r *dns.Msg) *dns.Msg {
 	}
 	if txt != "" && (q.Qtype == dns.TypeTXT || q.Qtype == dns.TypeANY) {
 		hdr.Rrtype = dns.TypeTXT
-		m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr, Txt: []string{txt}})
+		m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr, Txt: chunks(txt, 255)})
 	}
 	if len(m.Answer) == 0 {
 		// A listed name with no data of this type: NOERROR, SOA for the
@@ -330,6 +330,17 @@ func (s *Server) Answer(r *dns.Msg) *dns.Msg {
 		m.Ns = append(m.Ns, s.soa(zone))
 	}
 	return m
+}
+
+// chunks splits s into character-strings of at most n bytes (a TXT
+// record's strings are 255 bytes at most).
+func chunks(s string, n int) []string {
+	var out []string
+	for len(s) > n {
+		out = append(out, s[:n])
+		s = s[n:]
+	}
+	return append(out, s)
 }
 
 func (s *Server) listing(e Entry) netip.Addr {
