@@ -34,12 +34,9 @@ func (s *Server) prepareFast() {
 		if err != nil {
 			continue // the slow path answers for it
 		}
-		// Skip the owner name, type, class, ttl and rdlength.
-		off := len(z) + 1
-		if z == "." {
-			off = 1
-		}
-		zw.soaRdata = append([]byte(nil), buf[off+10:n]...)
+		// Skip the owner name (len(z)+1 bytes uncompressed: New refuses
+		// the root), type, class, ttl and rdlength.
+		zw.soaRdata = append([]byte(nil), buf[len(z)+1+10:n]...)
 		s.fastZones = append(s.fastZones, zw)
 	}
 }

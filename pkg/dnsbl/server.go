@@ -207,20 +207,12 @@ func (s *Server) nsNames(zone string) []string {
 	return out
 }
 
-// ServeDNS implements dns.Handler.
+// ServeDNS implements dns.Handler, for TCP (UDP has its own loop,
+// serveUDP, which truncates to the client's size).
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	m := s.Answer(r)
-	if m == nil {
-		return // dropped: not a query to answer
+	if m := s.Answer(r); m != nil {
+		_ = w.WriteMsg(m)
 	}
-	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
-		size := dns.MinMsgSize
-		if o := r.IsEdns0(); o != nil {
-			size = max(int(o.UDPSize()), dns.MinMsgSize)
-		}
-		m.Truncate(size)
-	}
-	_ = w.WriteMsg(m)
 }
 
 // Answer returns the reply to r, or nil for a message that gets none (a

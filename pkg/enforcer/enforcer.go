@@ -47,6 +47,25 @@ type Target struct {
 	UnblockAt time.Time
 }
 
+// newestTargets collects one Target per prefix, the one of the newest
+// (highest id) block, in first-seen order.
+type newestTargets struct {
+	list []Target
+	at   map[netip.Prefix]int
+}
+
+func (n *newestTargets) add(t Target) {
+	if n.at == nil {
+		n.at = map[netip.Prefix]int{}
+	}
+	if i, ok := n.at[t.Prefix]; !ok {
+		n.at[t.Prefix] = len(n.list)
+		n.list = append(n.list, t)
+	} else if t.BlockID > n.list[i].BlockID {
+		n.list[i] = t
+	}
+}
+
 // Prefixes returns the targets' prefixes.
 func Prefixes(ts []Target) []netip.Prefix {
 	out := make([]netip.Prefix, len(ts))
@@ -257,8 +276,7 @@ func (e *Enforcer) wait(ctx context.Context, changed <-chan struct{}, read time.
 // ident is enforced, and nothing else of ours.
 func (e *Enforcer) reconcile(ctx context.Context) error {
 	counts := map[netip.Prefix]int{}
-	var want []Target
-	at := map[netip.Prefix]int{} // index in want
+	var want newestTargets
 	// dropped are open entries the selection no longer takes (the config
 	// changed): withdrawn by the reconcile, then marked unblocked.
 	var dropped []int64
@@ -269,13 +287,7 @@ func (e *Enforcer) reconcile(ctx context.Context) error {
 			dropped = append(dropped, en.ID)
 			return nil
 		}
-		t := Target{Prefix: en.CIDR, BlockID: en.BlockID, Source: en.Source, Added: en.BlockAdded, UnblockAt: en.UnblockAt}
-		if i, ok := at[en.CIDR]; !ok {
-			at[en.CIDR] = len(want)
-			want = append(want, t)
-		} else if en.BlockID > want[i].BlockID {
-			want[i] = t
-		}
+		want.add(Target{Prefix: en.CIDR, BlockID: en.BlockID, Source: en.Source, Added: en.BlockAdded, UnblockAt: en.UnblockAt})
 		counts[en.CIDR]++
 		return nil
 	})
@@ -283,7 +295,7 @@ func (e *Enforcer) reconcile(ctx context.Context) error {
 		return fmt.Errorf("list entries: %w", err)
 	}
 	start := time.Now()
-	added, removed, err := e.backend.Reconcile(ctx, want)
+	added, removed, err := e.backend.Reconcile(ctx, want.list)
 	if err != nil {
 		return fmt.Errorf("reconcile backend: %w", err)
 	}
@@ -304,7 +316,7 @@ func (e *Enforcer) reconcile(ctx context.Context) error {
 	e.status.LastError = ""
 	e.mu.Unlock()
 	close(e.reconciled)
-	e.log.Info("enforcer reconciled", zap.Int("enforced", len(want)), zap.Int("added", added),
+	e.log.Info("enforcer reconciled", zap.Int("enforced", len(want.list)), zap.Int("added", added),
 		zap.Int("removed", removed), zap.Duration("took", time.Since(start)))
 	return nil
 }
@@ -410,20 +422,13 @@ func (e *Enforcer) block(ctx context.Context, items []queue.QueueItem) (int, err
 	// Every prefix of the batch, with its newest block: one already
 	// enforced is installed again so that the backend learns of the newer
 	// block (idempotent for routes; a DNSBL answer's days and source).
-	targets := make([]Target, 0, len(items))
-	at := map[netip.Prefix]int{}
+	var targets newestTargets
 	for _, it := range items {
-		t := Target{Prefix: it.CIDR, BlockID: it.ID, Source: it.Source, Added: it.Added, UnblockAt: it.UnblockAt}
-		if i, ok := at[it.CIDR]; !ok {
-			at[it.CIDR] = len(targets)
-			targets = append(targets, t)
-		} else if it.ID > targets[i].BlockID {
-			targets[i] = t
-		}
+		targets.add(Target{Prefix: it.CIDR, BlockID: it.ID, Source: it.Source, Added: it.Added, UnblockAt: it.UnblockAt})
 	}
 	start := time.Now()
-	if err := e.backend.Install(ctx, targets); err != nil {
-		return 0, fmt.Errorf("install %d prefixes: %w", len(targets), err)
+	if err := e.backend.Install(ctx, targets.list); err != nil {
+		return 0, fmt.Errorf("install %d prefixes: %w", len(targets.list), err)
 	}
 	ids := make([]int64, len(items))
 	for i, it := range items {

@@ -28,6 +28,8 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/bhrd/bhrd/pkg/dnsbl"
 )
 
 // Http:BL visitor types (bits of the answer's last octet).
@@ -229,28 +231,9 @@ func typeNames(t int) string {
 	return strings.Join(n, " and ")
 }
 
-// queryName is the name asked for addr: [key.]reversed.zone.
-func (c *Checker) queryName(addr netip.Addr) string {
-	var sb strings.Builder
-	if c.o.AccessKey != "" {
-		sb.WriteString(c.o.AccessKey + ".")
-	}
-	if addr.Is4() {
-		b := addr.As4()
-		fmt.Fprintf(&sb, "%d.%d.%d.%d.", b[3], b[2], b[1], b[0])
-	} else {
-		const hex = "0123456789abcdef"
-		b := addr.As16()
-		for i := 15; i >= 0; i-- {
-			sb.WriteByte(hex[b[i]&0xf])
-			sb.WriteByte('.')
-			sb.WriteByte(hex[b[i]>>4])
-			sb.WriteByte('.')
-		}
-	}
-	sb.WriteString(c.zone + ".")
-	return sb.String()
-}
+// queryName is the name asked for addr: [key.]reversed.zone (the
+// RFC 5782 form bhrd's zones answer).
+func (c *Checker) queryName(addr netip.Addr) string { return dnsbl.Name(addr, c.zone, c.o.AccessKey) }
 
 // errNotListed marks a "not listed" answer inside the lookup.
 var errNotListed = errors.New("not listed")
