@@ -23,14 +23,20 @@ srv=() cli=()
 if [ "$(nproc)" -ge 2 ]; then srv=(taskset -c 0) cli=(taskset -c 1); fi
 rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$1/status"; }
 
+# start_both N: rbldnsd on :5301 and bhrd's server on :5302, each with
+# the same N /32s (pids in pids[0], pids[1]); waits $2 seconds to load.
+start_both() {
+  "$work/dnsblbench" gen -n "$1" -dir "$work"
+  chmod 644 "$work/ip4set" "$work/queries"
+  "${srv[@]}" rbldnsd -n -b 127.0.0.1/5301 -w "$work" "${user[@]}" bl.test:ip4set:ip4set >"$work/rbldnsd.log" 2>&1 &
+  pids+=($!)
+  "${srv[@]}" "$work/dnsblbench" serve -n "$1" -listen 127.0.0.1:5302 >"$work/bhrd.log" 2>&1 &
+  pids+=($!)
+  sleep "$2"
+}
+
 n=100000
-"$work/dnsblbench" gen -n $n -dir "$work"
-chmod 644 "$work/ip4set" "$work/queries"
-"${srv[@]}" rbldnsd -n -b 127.0.0.1/5301 -w "$work" "${user[@]}" bl.test:ip4set:ip4set >"$work/rbldnsd.log" 2>&1 &
-pids+=($!)
-"${srv[@]}" "$work/dnsblbench" serve -n $n -listen 127.0.0.1:5302 >"$work/bhrd.log" 2>&1 &
-pids+=($!)
-sleep 3
+start_both $n 3
 echo "zone: $n /32s; queries: $(wc -l <"$work/queries") names, half listed; $(nproc) cores; servers ${srv[*]:-unpinned}, clients ${cli[*]:-unpinned}"
 for round in 1 2 3 4 5; do
   for s in rbldnsd:5301 bhrd:5302; do
@@ -46,12 +52,6 @@ echo "RSS with $n prefixes: rbldnsd $(rss "${pids[0]}"), bhrd $(rss "${pids[1]}"
 kill "${pids[@]}"; wait 2>/dev/null || true; pids=()
 
 n=1000000
-"$work/dnsblbench" gen -n $n -dir "$work"
-chmod 644 "$work/ip4set" "$work/queries"
-"${srv[@]}" rbldnsd -n -b 127.0.0.1/5301 -w "$work" "${user[@]}" bl.test:ip4set:ip4set >"$work/rbldnsd.log" 2>&1 &
-pids+=($!)
-"${srv[@]}" "$work/dnsblbench" serve -n $n -listen 127.0.0.1:5302 >"$work/bhrd.log" 2>&1 &
-pids+=($!)
-sleep 8
+start_both $n 8
 dig_ok=$(dnsperf -s 127.0.0.1 -p 5302 -d "$work/queries" -n 1 -c 2 -q 100 2>&1 | awk '/Response codes/ {print $3, $4, $5, $6}')
 echo "RSS with $n prefixes (after one pass of queries: $dig_ok): rbldnsd $(rss "${pids[0]}"), bhrd $(rss "${pids[1]}")"

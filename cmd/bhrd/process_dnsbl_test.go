@@ -63,45 +63,9 @@ enforcers:
 	if out, err := exec.Command(bin, "check-config", "-config", cfgPath).CombinedOutput(); err != nil {
 		t.Fatalf("check-config: %v\n%s", err, out)
 	}
-	if out, err := exec.Command(bin, "user", "add", "-config", cfgPath, "-username", "alice", "-role", "admin").CombinedOutput(); err != nil {
-		t.Fatalf("user add: %v %s", err, out)
-	}
-	tok, err := exec.Command(bin, "token", "create", "-config", cfgPath, "-username", "alice").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(tok))
-
-	start := func() (*exec.Cmd, *syncBuffer) {
-		var logBuf syncBuffer
-		cmd := exec.Command(bin, "serve", "-config", cfgPath)
-		cmd.Stderr = &logBuf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if cmd.ProcessState == nil {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-			}
-			if t.Failed() {
-				t.Logf("bhrd log:\n%s", logBuf.String())
-			}
-		})
-		return cmd, &logBuf
-	}
+	token := adminToken(t, bin, cfgPath)
 	base := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 	client := &http.Client{Timeout: 5 * time.Second}
-	ready := func() {
-		bgptest.WaitFor(t, 30*time.Second, "/readyz", func() (bool, string) {
-			resp, err := client.Get(base + "/readyz")
-			if err != nil {
-				return false, err.Error()
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200, resp.Status
-		})
-	}
 	dnsAddr := fmt.Sprintf("127.0.0.1:%d", dnsPort)
 	ask := func(network, k string, addr netip.Addr) string {
 		t.Helper()
@@ -117,8 +81,8 @@ enforcers:
 		return dns.RcodeToString[r.Rcode]
 	}
 
-	cmd, _ := start()
-	ready()
+	first := serve(t, bin, cfgPath)
+	waitReadyz(t, client, base, 30*time.Second)
 	host := netip.MustParseAddr("203.0.113.7")
 	postFormAs(t, client, base+"/bhr/api/block", token, url.Values{"cidr": {host.String()}, "source": {"test"}, "why": {"process test"}, "duration": {"864000"}}, 201)
 	// 10 days: threat 25 + 25; type 1.
@@ -155,10 +119,10 @@ enforcers:
 	}
 
 	// kill -9, start again: the zone comes back from the store.
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	_ = cmd.Wait()
-	start()
-	ready()
+	_ = first.cmd.Process.Signal(syscall.SIGKILL)
+	<-first.exited
+	serve(t, bin, cfgPath)
+	waitReadyz(t, client, base, 30*time.Second)
 	if got := ask("udp", key, host); got != "127.0.50.1" {
 		t.Errorf("after kill -9 and a new start: %s", got)
 	}

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -128,23 +127,7 @@ enforcers: [{ident: %s, type: bgp}]
 		t.Fatal(err)
 	}
 
-	var logBuf syncBuffer
-	cmd := exec.Command(bin, "serve", "-config", cfgPath)
-	cmd.Stderr = &logBuf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("bhrd log:\n%s", logBuf.String())
-		}
-	}()
+	s := serve(t, bin, cfgPath)
 	base := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 	client := &http.Client{Timeout: 3 * time.Second}
 	status := func(path string) int {
@@ -158,27 +141,18 @@ enforcers: [{ident: %s, type: bgp}]
 
 	// Down at start: bhrd waits, says why, does not exit.
 	bgptest.WaitFor(t, 10*time.Second, "the log to say it waits for the store", func() (bool, string) {
-		return strings.Contains(logBuf.String(), "store not available: waiting to start"), logBuf.String()
+		return strings.Contains(s.log.String(), "store not available: waiting to start"), s.log.String()
 	})
 	select {
-	case err := <-exited:
+	case err := <-s.exited:
 		t.Fatalf("bhrd exited while PostgreSQL was down: %v", err)
 	case <-time.After(3 * time.Second):
 	}
 	proxy.set(true)
-	bgptest.WaitFor(t, 40*time.Second, "/readyz once PostgreSQL is up", func() (bool, string) {
-		return status("/readyz") == 200, fmt.Sprint(status("/readyz"))
-	})
+	waitReadyz(t, client, base, 40*time.Second)
 
 	// Running: blocks reach the router.
-	if out, err := exec.Command(bin, "user", "add", "-config", cfgPath, "-username", "alice", "-role", "admin").CombinedOutput(); err != nil {
-		t.Fatalf("user add: %v %s", err, out)
-	}
-	tok, err := exec.Command(bin, "token", "create", "-config", cfgPath, "-username", "alice").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(tok))
+	token := adminToken(t, bin, cfgPath)
 	want := []netip.Prefix{netip.MustParsePrefix("203.0.113.1/32"), netip.MustParsePrefix("203.0.113.2/32")}
 	for _, p := range want {
 		postFormAs(t, client, base+"/bhr/api/block", token, url.Values{"cidr": {p.Addr().String()}, "source": {"t"}, "why": {"outage test"}, "duration": {"3600"}}, 201)
@@ -193,7 +167,7 @@ enforcers: [{ident: %s, type: bgp}]
 			t.Fatalf("the router holds %d of %d routes during the outage", n, len(want))
 		}
 		select {
-		case err := <-exited:
+		case err := <-s.exited:
 			t.Fatalf("bhrd exited during the outage: %v", err)
 		default:
 		}

@@ -52,6 +52,61 @@ func buildBinary(t *testing.T, dir string) string {
 	return bin
 }
 
+// served is one `bhrd serve` the test started.
+type served struct {
+	cmd    *exec.Cmd
+	log    *syncBuffer
+	exited chan error // receives Wait's result once
+}
+
+// serve starts `bin serve -config cfgPath`; it is killed when the test
+// ends, and its log printed if the test failed.
+func serve(t *testing.T, bin, cfgPath string) *served {
+	t.Helper()
+	s := &served{cmd: exec.Command(bin, "serve", "-config", cfgPath), log: &syncBuffer{}, exited: make(chan error, 1)}
+	s.cmd.Stderr = s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.exited <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+		if t.Failed() {
+			t.Logf("bhrd log:\n%s", s.log.String())
+		}
+	})
+	return s
+}
+
+// waitReadyz waits until base's /readyz answers 200.
+func waitReadyz(t *testing.T, client *http.Client, base string, timeout time.Duration) {
+	t.Helper()
+	bgptest.WaitFor(t, timeout, "/readyz", func() (bool, string) {
+		resp, err := client.Get(base + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status
+	})
+}
+
+// adminToken adds an admin user with the CLI and returns a token of it.
+func adminToken(t *testing.T, bin, cfgPath string) string {
+	t.Helper()
+	if out, err := exec.Command(bin, "user", "add", "-config", cfgPath, "-username", "alice", "-role", "admin").CombinedOutput(); err != nil {
+		t.Fatalf("user add: %v %s", err, out)
+	}
+	tok, err := exec.Command(bin, "token", "create", "-config", cfgPath, "-username", "alice").Output()
+	if err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	return strings.TrimSpace(string(tok))
+}
+
 func fileContains(path, s string) (bool, string) {
 	b, _ := os.ReadFile(path)
 	return strings.Contains(string(b), s), string(b)

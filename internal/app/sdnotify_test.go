@@ -11,26 +11,33 @@ import (
 	"github.com/bhrd/bhrd/pkg/config"
 )
 
-// TestNotifyReload listens where systemd would (NOTIFY_SOCKET) and checks
-// the datagrams of a reload: none before READY=1 was sent, then
-// RELOADING=1 with MONOTONIC_USEC, the reload, and READY=1.
-func TestNotifyReload(t *testing.T) {
+// listenNotify listens where systemd would (NOTIFY_SOCKET, set for the
+// test) and returns a reader of the next datagram, "" after wait.
+func listenNotify(t *testing.T, wait time.Duration) func() string {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "notify")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	t.Setenv("NOTIFY_SOCKET", sock)
-	read := func() string {
+	return func() string {
 		buf := make([]byte, 512)
-		_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		_ = conn.SetReadDeadline(time.Now().Add(wait))
 		n, err := conn.Read(buf)
 		if err != nil {
 			return ""
 		}
 		return string(buf[:n])
 	}
+}
+
+// TestNotifyReload listens where systemd would (NOTIFY_SOCKET) and checks
+// the datagrams of a reload: none before READY=1 was sent, then
+// RELOADING=1 with MONOTONIC_USEC, the reload, and READY=1.
+func TestNotifyReload(t *testing.T) {
+	read := listenNotify(t, 200*time.Millisecond)
 
 	a := &App{}
 	ran := 0
@@ -54,13 +61,7 @@ func TestNotifyReload(t *testing.T) {
 // naming the store; before, they stopped and systemd would have killed
 // bhrd after WatchdogSec, dropping every BGP session.
 func TestWatchdogThroughStoreOutage(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	t.Setenv("NOTIFY_SOCKET", sock)
+	read := listenNotify(t, 2*time.Second)
 	t.Setenv("WATCHDOG_USEC", "200000") // a ping every 100 ms
 	t.Setenv("WATCHDOG_PID", "")
 
@@ -78,15 +79,6 @@ func TestWatchdogThroughStoreOutage(t *testing.T) {
 	}
 	defer func() { _ = a.Stop(context.Background()) }()
 	go a.Notify(ctx)
-	read := func() string {
-		buf := make([]byte, 512)
-		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-		n, err := conn.Read(buf)
-		if err != nil {
-			return ""
-		}
-		return string(buf[:n])
-	}
 	if got := read(); got != "READY=1" {
 		t.Fatalf("first datagram %q", got)
 	}
