@@ -14,6 +14,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/bhrd/bhrd/pkg/audit"
 	"github.com/bhrd/bhrd/pkg/auth"
@@ -71,9 +72,10 @@ type API struct {
 	base        string // scheme://host[/prefix] from config, "" = from the request
 	engine      *gin.Engine
 
-	waiting   atomic.Int64
-	drain     chan struct{}
-	drainOnce sync.Once
+	waiting    atomic.Int64
+	queueReads singleflight.Group // block-queue reads shared by waiters
+	drain      chan struct{}
+	drainOnce  sync.Once
 }
 
 var ginMode sync.Once

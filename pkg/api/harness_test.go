@@ -102,6 +102,7 @@ var suite = []struct {
 	{"PermissionMatrix", testPermissionMatrix},
 	{"LimitedQuery", testLimitedQuery},
 	{"LongPoll", testLongPoll},
+	{"LongPollShared", testLongPollShared},
 	{"LongPollCapAndDisconnect", testLongPollCapAndDisconnect},
 	{"LongPollDrain", testLongPollDrain},
 	{"Lists", testLists},
@@ -144,6 +145,18 @@ type faultyStore struct {
 	failStats  atomic.Bool
 	// failListAfter > 0 makes ListBlocks fail after that many rows.
 	failListAfter atomic.Int64
+	// queueReads counts BlockQueue calls; while queueGate holds a
+	// channel, each call waits for it to close first.
+	queueReads atomic.Int64
+	queueGate  atomic.Pointer[chan struct{}]
+}
+
+func (s *faultyStore) BlockQueue(ctx context.Context, ident string, now, since time.Time, limit int) ([]queue.QueueItem, error) {
+	s.queueReads.Add(1)
+	if g := s.queueGate.Load(); g != nil {
+		<-*g
+	}
+	return s.testStore.BlockQueue(ctx, ident, now, since, limit)
 }
 
 var errInjected = errFault("injected store failure")

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -96,9 +97,9 @@ func testLongPoll(t *testing.T, f storeFactory) {
 		t.Errorf("poll with work waited %v", d)
 	}
 
-	// A change that gives this ident no work (another ident's set_blocked
-	// does not notify; an unblock_now does) makes the poll look again and
-	// wait on, not return early with nothing.
+	// A change that gives this ident no work (its own set_blocked, an
+	// unblock_now) leaves the poll waiting: it does not return early
+	// with nothing.
 	e.post("/bhr/api/set_blocked_multi/lp", jsonBody(t, map[string]any{"ids": []int64{id(t, b)}}), mgr).expect(http.StatusOK)
 	p = e.startPoll("/bhr/api/queue/lp?timeout=2")
 	waitFor(t, "the poll to wait", func() bool { return e.api.Waiting() == 1 })
@@ -176,4 +177,94 @@ func testLongPollDrain(t *testing.T, f storeFactory) {
 		t.Errorf("poll after Drain waited %v", d)
 	}
 	e.api.Drain() // twice is fine
+}
+
+// testLongPollShared: polls of one ident share one store read per wake,
+// and a change that gives no block-queue work wakes none of them.
+func testLongPollShared(t *testing.T, f storeFactory) {
+	e := newEnv(t, f, envOpts{faulty: true})
+	user := as(e, auth.RoleUser)
+	const idents, per = 10, 30
+	// Every ident exists and has acknowledged an earlier block, so that
+	// the polls below all wait.
+	old := e.block("192.0.2.40", "300")
+	for i := range idents {
+		ident := fmt.Sprintf("sh%d", i)
+		e.get("/bhr/api/queue/"+ident, as(e, auth.RoleBlockManager)).expect(http.StatusOK)
+		e.post("/bhr/api/set_blocked_multi/"+ident, jsonBody(t, map[string]any{"ids": []int64{id(t, old)}}), as(e, auth.RoleBlockManager)).expect(http.StatusOK)
+	}
+	polls := make([]*poll, 0, idents*per)
+	for i := range idents * per {
+		polls = append(polls, e.startPoll(fmt.Sprintf("/bhr/api/queue/sh%d?timeout=30", i%idents)))
+	}
+	waitFor(t, "every poll to wait", func() bool { return e.api.Waiting() == idents*per })
+
+	// An unblock_now gives no block-queue work; a new block does.
+	e.post("/bhr/api/unblock_now", jsonBody(t, map[string]string{"cidr": "192.0.2.40", "why": "x"}), user).expect(http.StatusOK)
+	ext := e.block("192.0.2.41", "300")
+	waitFor(t, "the polls to wake for the new block", func() bool { return e.api.Waiting() == 0 })
+	for _, p := range polls {
+		if l := p.wait(t, 20*time.Second).expect(http.StatusOK).list(); len(l) != 1 || id(t, l[0]) != id(t, ext) {
+			t.Fatalf("poll answered %v", l)
+		}
+	}
+	ack := func(b map[string]any) {
+		for i := range idents {
+			ident := fmt.Sprintf("sh%d", i)
+			e.post("/bhr/api/set_blocked_multi/"+ident, jsonBody(t, map[string]any{"ids": []int64{id(t, b)}}), as(e, auth.RoleBlockManager)).expect(http.StatusOK)
+		}
+	}
+	ack(ext)
+
+	// Polls asking only for blocks added after a time to come are not
+	// woken by a block added now: no read, all still parked.
+	late := make([]*poll, 0, idents*per)
+	for i := range idents * per {
+		late = append(late, e.startPoll(fmt.Sprintf("/bhr/api/queue/sh%d?timeout=2&added_since=2100-01-01T00:00:00Z", i%idents)))
+	}
+	waitFor(t, "every poll to wait", func() bool { return e.api.Waiting() == idents*per })
+	reads := e.faulty.queueReads.Load()
+	ack(e.block("192.0.2.43", "300"))
+	if n := e.faulty.queueReads.Load() - reads; n != 0 || e.api.Waiting() != idents*per {
+		t.Fatalf("a block none of the polls asked for made %d queue reads; %d of %d polls still wait", n, e.api.Waiting(), idents*per)
+	}
+	for _, p := range late {
+		if l := p.wait(t, 20*time.Second).expect(http.StatusOK).list(); len(l) != 0 || p.took < 2*time.Second {
+			t.Fatalf("a poll for blocks added after 2100 answered %v after %v", l, p.took)
+		}
+	}
+
+	polls = polls[:0]
+	for i := range idents * per {
+		polls = append(polls, e.startPoll(fmt.Sprintf("/bhr/api/queue/sh%d?timeout=30", i%idents)))
+	}
+	waitFor(t, "every poll to wait", func() bool { return e.api.Waiting() == idents*per })
+	reads = e.faulty.queueReads.Load()
+	e.block("192.0.2.41", "600") // extends: no new block
+	e.post("/bhr/api/unblock_now", jsonBody(t, map[string]string{"cidr": "192.0.2.41", "why": "x"}), user).expect(http.StatusOK)
+	time.Sleep(200 * time.Millisecond)
+	if n := e.faulty.queueReads.Load() - reads; n != 0 || e.api.Waiting() != idents*per {
+		t.Fatalf("an extend and an unblock_now made %d queue reads; %d of %d polls still wait", n, e.api.Waiting(), idents*per)
+	}
+
+	// One new block wakes every poll; while the store read is held, the
+	// woken polls of one ident join the read in flight. Without sharing
+	// each poll would read once.
+	gate := make(chan struct{})
+	e.faulty.queueGate.Store(&gate)
+	b := e.block("192.0.2.42", "300")
+	waitFor(t, "the polls to wake", func() bool { return e.api.Waiting() == 0 })
+	time.Sleep(100 * time.Millisecond) // let the woken polls reach the read
+	e.faulty.queueGate.Store(nil)
+	close(gate)
+	for _, p := range polls {
+		if l := p.wait(t, 20*time.Second).expect(http.StatusOK).list(); len(l) != 1 || id(t, l[0]) != id(t, b) {
+			t.Fatalf("poll answered %v", l)
+		}
+	}
+	n := e.faulty.queueReads.Load() - reads
+	t.Logf("%d polls over %d idents woken by one block: %d store reads", idents*per, idents, n)
+	if n > 2*idents {
+		t.Errorf("%d polls over %d idents made %d store reads for one wake, want about %d", idents*per, idents, n, idents)
+	}
 }

@@ -1,9 +1,12 @@
 package api
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -70,39 +73,92 @@ func (a *API) getBlockQueue(c *gin.Context) {
 		defer t.Stop()
 		deadline = t.C
 	}
+	prefix := a.urlPrefix(c)
+	// Taken before reading the queue, so that a block added between the
+	// read and the wait still wakes us. Only new blocks wake it: an
+	// unblock_now or an extend, which give no block-queue work, leave
+	// waiters parked.
+	wake := a.svc.BlockQueueChanged()
 	for {
-		// Taken before reading the queue, so that a block added between
-		// the read and the wait still wakes us.
-		changed := a.svc.Changed()
-		items, err := a.svc.BlockQueue(ctx, ident, since, queue.QueueLimit)
+		res, err := a.readQueue(ctx, ident, since, prefix, wake)
 		if err != nil {
 			a.writeError(c, err)
 			return
 		}
-		if len(items) > 0 || deadline == nil {
-			a.writeQueue(c, items)
+		if len(res.items) > 0 || deadline == nil {
+			writeRaw(c, http.StatusOK, res.body)
 			return
 		}
 		a.waiting.Add(1)
-		select {
-		case <-changed:
-			a.waiting.Add(-1)
-			continue
-		case <-deadline:
-		case <-a.drain:
-		case <-ctx.Done():
-			a.waiting.Add(-1)
-			c.Status(statusClientClosed)
-			return
+		for {
+			select {
+			case <-wake.Done():
+				// Blocks added no later than since are none of ours:
+				// wait on for the next wake-up without a read.
+				added, known := wake.Added()
+				wake = wake.Next()
+				if known && !since.IsZero() && !added.After(since) {
+					continue
+				}
+				a.waiting.Add(-1)
+			case <-deadline:
+				a.waiting.Add(-1)
+				writeRaw(c, http.StatusOK, res.body)
+				return
+			case <-a.drain:
+				a.waiting.Add(-1)
+				writeRaw(c, http.StatusOK, res.body)
+				return
+			case <-ctx.Done():
+				a.waiting.Add(-1)
+				c.Status(statusClientClosed)
+				return
+			}
+			break
 		}
-		a.waiting.Add(-1)
-		a.writeQueue(c, items)
-		return
 	}
 }
 
-func (a *API) writeQueue(c *gin.Context, items []queue.QueueItem) {
-	prefix := a.urlPrefix(c)
+// queueRead is one read of a block queue, rendered.
+type queueRead struct {
+	items []queue.QueueItem
+	body  []byte
+}
+
+// readQueue reads and renders ident's block queue, shared by every
+// caller asking the same question while one read is in flight: when a
+// block wakes a thousand parked polls of ten idents, the store is read
+// ten times and each answer rendered once, not a thousand times. The key
+// holds the wake-up the caller took before asking: a read started under
+// that wake-up saw every block committed before the caller took it or,
+// if a block came later, the wake-up is done and the caller will look
+// again. A caller holding a newer wake-up never joins an older read. The
+// read is not cancelled when the caller that started it goes away, since
+// others may be waiting for it.
+func (a *API) readQueue(ctx context.Context, ident string, since time.Time, prefix string, wake *queue.QueueWake) (*queueRead, error) {
+	key := fmt.Sprintf("%s\x00%d\x00%s\x00%p", ident, since.UnixMicro(), prefix, wake)
+	ch := a.queueReads.DoChan(key, func() (any, error) {
+		// Holding wake keeps its address, part of the key, from being
+		// reused by a newer wake-up while this read is in flight.
+		defer runtime.KeepAlive(wake)
+		items, err := a.svc.BlockQueue(context.WithoutCancel(ctx), ident, since, queue.QueueLimit)
+		if err != nil {
+			return nil, err
+		}
+		return &queueRead{items: items, body: renderQueue(prefix, items)}, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*queueRead), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func renderQueue(prefix string, items []queue.QueueItem) []byte {
 	out := make([]queueItemJSON, len(items))
 	for i, it := range items {
 		out[i] = queueItemJSON{
@@ -112,7 +168,7 @@ func (a *API) writeQueue(c *gin.Context, items []queue.QueueItem) {
 			Added:      formatTime(it.Added),
 		}
 	}
-	writeJSON(c, http.StatusOK, out)
+	return encodeJSON(out)
 }
 
 // POST api/set_blocked_multi/<ident> {"ids": [block ids]}

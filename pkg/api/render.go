@@ -17,6 +17,11 @@ import (
 // writeJSON answers with v as JSON. HTML characters are not escaped: a
 // "why" of "<script>" reads the same as in BHR (DRF does not escape them).
 func writeJSON(c *gin.Context, status int, v any) {
+	writeRaw(c, status, encodeJSON(v))
+}
+
+// encodeJSON is v as writeJSON sends it.
+func encodeJSON(v any) []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -24,9 +29,14 @@ func writeJSON(c *gin.Context, status int, v any) {
 		// Only our own types are encoded; a failure is a bug.
 		panic(err)
 	}
+	return buf.Bytes()
+}
+
+// writeRaw sends body, already JSON, with status.
+func writeRaw(c *gin.Context, status int, body []byte) {
 	c.Header("Content-Type", "application/json")
 	c.Status(status)
-	_, _ = c.Writer.Write(buf.Bytes())
+	_, _ = c.Writer.Write(body)
 }
 
 // formatTime writes times as Django REST framework does: ISO 8601 in UTC

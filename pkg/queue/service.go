@@ -44,7 +44,8 @@ type Service struct {
 	reloadMu sync.Mutex // serialises index reloads
 
 	mu      sync.Mutex
-	changed chan struct{}
+	changed chan struct{} // closed at any change that may give work
+	queued  *QueueWake    // woken when new blocks enter the block queues
 
 	events Events
 	// reserved are the idents of this process's internal enforcers: only
@@ -182,6 +183,7 @@ func NewService(store Store, policy Policy, clock Clock, opts ...Option) (*Servi
 		store:    store,
 		clock:    clock,
 		changed:  make(chan struct{}),
+		queued:   newQueueWake(),
 		events:   noEvents{},
 		reserved: map[string]bool{},
 	}
@@ -211,7 +213,9 @@ func (s *Service) Start(ctx context.Context) error {
 					// change (or restart) retries.
 					_ = s.ReloadLists(ctx)
 				default:
-					s.notify()
+					// Another process's change: what it was is not
+					// said, so block-queue waiters look too.
+					s.notifyQueued(time.Time{})
 				}
 			})
 		}()
@@ -276,10 +280,60 @@ func (s *Service) Changed() <-chan struct{} {
 	return s.changed
 }
 
+// QueueWake is one wake-up of block-queue waiters: Done is closed when
+// new blocks enter the block queues. Once Done is closed, Added and Next
+// may be read: they say what woke it and where to wait next.
+type QueueWake struct {
+	done  chan struct{}
+	added time.Time  // set before done is closed
+	next  *QueueWake // set before done is closed
+}
+
+func newQueueWake() *QueueWake { return &QueueWake{done: make(chan struct{})} }
+
+// Done is closed at the wake-up.
+func (w *QueueWake) Done() <-chan struct{} { return w.done }
+
+// Added is, after Done, the added time shared by the blocks that caused
+// the wake-up; false when it is not known (another process's change).
+// A waiter asking only for blocks added after a time at or past it has
+// no new work and may wait on Next without reading the store.
+func (w *QueueWake) Added() (time.Time, bool) { return w.added, !w.added.IsZero() }
+
+// Next is, after Done, the wake-up that follows this one. Waiting on it
+// (rather than taking BlockQueueChanged again) misses no change made
+// since this one.
+func (w *QueueWake) Next() *QueueWake { return w.next }
+
+// BlockQueueChanged returns the next wake-up of block-queue waiters (the
+// long poll): new blocks entering the block queues, or another process
+// sharing the store changing something. An unblock_now or an extend,
+// which give no block-queue work, do not cause it. Take it before
+// reading the queue, as with Changed.
+func (s *Service) BlockQueueChanged() *QueueWake {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queued
+}
+
+// notify wakes the waiters of Changed: entries or ends changed.
 func (s *Service) notify() {
 	s.mu.Lock()
 	close(s.changed)
 	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// notifyQueued wakes the waiters of Changed and BlockQueueChanged: new
+// blocks added at added (zero: not known) are queued.
+func (s *Service) notifyQueued(added time.Time) {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	w := s.queued
+	s.queued = newQueueWake()
+	w.added, w.next = added, s.queued
+	close(w.done)
 	s.mu.Unlock()
 }
 
@@ -526,16 +580,26 @@ func (s *Service) MBlock(ctx context.Context, reqs []BlockRequest) ([]BlockResul
 		results[ri].Block = inserted[k]
 		idOf[inserted[k].CIDR] = inserted[k].ID
 	}
-	changed := len(inserted) > 0
+	extended := false
 	for i := range results {
 		if results[i].Block.ID == 0 {
 			results[i].Block.ID = idOf[results[i].Block.CIDR]
 		}
 		if results[i].Outcome == Extended {
-			changed = true
+			extended = true
 		}
 	}
-	if changed {
+	switch {
+	case len(inserted) > 0:
+		var added time.Time
+		for _, b := range inserted {
+			if b.Added.After(added) {
+				added = b.Added
+			}
+		}
+		s.notifyQueued(added)
+	case extended:
+		// New ends for enforcers' expiry timers; no block-queue work.
 		s.notify()
 	}
 	s.events.BlocksStored(ctx, results)

@@ -588,12 +588,14 @@ func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 		if err := e.Svc.SetBlocked(e.Ctx, "bgp1", []int64{b.Block.ID}); err != nil {
 			t.Fatal(err)
 		}
-		ch := e.Svc.Changed()
+		ch, qch := e.Svc.Changed(), e.Svc.BlockQueueChanged()
 		u, err := e.Svc.UnblockNow(e.Ctx, "198.51.100.1", "false positive")
 		if err != nil {
 			t.Fatal(err)
 		}
 		eq(t, "woken", isClosed(ch), true)
+		// No block-queue work: block-queue waiters stay parked.
+		eq(t, "block-queue waiters woken", isClosed(qch.Done()), false)
 		eq(t, "forced", u.ForcedUnblock, true)
 		eq(t, "unblock who", u.UnblockWho, "admin")
 		eq(t, "unblock why", u.UnblockWhy, "false positive")
@@ -656,9 +658,13 @@ func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 		// Register both idents before the block, as running enforcers are.
 		e.queue("bgp1")
 		e.queue("fw1")
-		ch := e.Svc.Changed()
+		ch, qch := e.Svc.Changed(), e.Svc.BlockQueueChanged()
 		b := e.MustBlock(Req("198.51.100.1", "300"))
 		eq(t, "woken by block", isClosed(ch), true)
+		eq(t, "block-queue waiters woken by block", isClosed(qch.Done()), true)
+		added, known := qch.Added()
+		eq(t, "wake-up says when the block was added", added.Equal(b.Block.Added) && known, true)
+		eq(t, "next wake-up pending", isClosed(qch.Next().Done()), false)
 		st := e.stats()
 		eq(t, "expected", st.Expected, int64(1))
 		eq(t, "block_pending", st.BlockPending, int64(1))
@@ -929,11 +935,15 @@ func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 		eq(t, "quiet", isClosed(ch), false)
 		e.MustBlock(Req("198.51.100.1", "300"))
 		eq(t, "block wakes", isClosed(ch), true)
-		ch = e.Svc.Changed()
+		ch, qch := e.Svc.Changed(), e.Svc.BlockQueueChanged()
 		e.MustBlock(Req("198.51.100.1", "60"))
 		eq(t, "duplicate does not wake", isClosed(ch), false)
 		e.MustBlock(Req("198.51.100.1", "600"))
 		eq(t, "extend wakes", isClosed(ch), true)
+		// An extend queues nothing new: block-queue waiters stay parked.
+		eq(t, "extend wakes block-queue waiters", isClosed(qch.Done()), false)
+		e.MustBlock(Req("198.51.100.2", "600"))
+		eq(t, "new block wakes block-queue waiters", isClosed(qch.Done()), true)
 		_, ok, err := e.Svc.NextUnblockAt(e.Ctx)
 		eq(t, "no entries, no expiry", ok, false)
 		if err != nil {
