@@ -36,6 +36,7 @@ run go test -run '^$' -bench 'Announce100k$' -benchtime 3x -timeout 30m ./pkg/bg
 run go test -count=1 -run '^$' -bench 'BlockToRIB' -benchtime 1x -timeout 30m ./internal/app/
 run go test -count=1 -run '^$' -bench 'Enforce100k' -benchtime 1x -timeout 30m ./internal/app/
 run go test -count=1 -run '^$' -bench 'BulkUnblock10k' -benchtime 1x -timeout 10m ./internal/app/
+run go test -count=1 -run '^$' -bench 'Expiry10k' -benchtime 1x -timeout 10m ./internal/app/
 if [ "$(id -u)" = 0 ]; then
   run go test -run '^$' -bench 'Install100k' -benchtime 1x -count 3 ./pkg/nullroute/
 else
