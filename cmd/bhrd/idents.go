@@ -46,7 +46,7 @@ func cmdIdent(args []string, stdout, stderr io.Writer) error {
 			}
 			now := svc.Now()
 			w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "IDENT\tSTATE\tLAST SEEN\tQUEUED\tOLDEST QUEUED")
+			fmt.Fprintln(w, "IDENT\tSTATE\tLAST SEEN\tQUEUED\tOLDEST QUEUED\tUNBLOCK DUE\tOLDEST DUE")
 			for _, in := range idents {
 				state := "active"
 				switch {
@@ -63,7 +63,11 @@ func cmdIdent(args []string, stdout, stderr io.Writer) error {
 				if !in.LastSeen.IsZero() {
 					seen = in.LastSeen.Format(time.RFC3339)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", in.Name, state, seen, in.Queued, oldest)
+				due := "-"
+				if !in.OldestDue.IsZero() {
+					due = now.Sub(in.OldestDue).Truncate(time.Second).String() + " ago"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", in.Name, state, seen, in.Queued, oldest, in.UnblockDue, due)
 			}
 			return w.Flush()
 		})

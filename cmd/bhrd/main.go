@@ -131,11 +131,13 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	aud, err := openAudit(cfg.Log.Audit)
+	log = log.With(zap.String("instance", cfg.Instance))
+	audFile, err := openAudit(cfg.Log.Audit)
 	if err != nil {
 		return err
 	}
-	defer aud.Close()
+	defer audFile.Close()
+	aud := audFile.WithInstance(cfg.Instance)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -128,7 +129,8 @@ func TestProcess(t *testing.T) {
 	auditPath := filepath.Join(dir, "audit.log")
 	cfgPath := filepath.Join(dir, "bhrd.yaml")
 	writeCfg := func(level string, minLen int) {
-		y := fmt.Sprintf(`log:
+		y := fmt.Sprintf(`instance: edge-1
+log:
   level: %s
   audit: %s
 store:
@@ -312,6 +314,26 @@ enforcers:
 	t.Logf("stopped in %s", time.Since(start).Round(time.Millisecond))
 	if !strings.Contains(logBuf.String(), `"msg":"bhrd stopped"`) {
 		t.Errorf("no \"bhrd stopped\" in the log")
+	}
+	// Every log and audit line (the daemon's and the commands') names
+	// the instance.
+	b, _ := os.ReadFile(auditPath)
+	b1, _ := os.ReadFile(auditPath + ".1")
+	for what, text := range map[string]string{"log": logBuf.String(), "audit": string(b1) + string(b)} {
+		n := 0
+		for line := range strings.Lines(text) {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) != nil {
+				continue // not a JSON line (a panic trace would be)
+			}
+			n++
+			if m["instance"] != "edge-1" {
+				t.Errorf("%s line without instance edge-1: %s", what, line)
+			}
+		}
+		if n < 5 {
+			t.Errorf("only %d %s lines", n, what)
+		}
 	}
 }
 

@@ -74,11 +74,12 @@ func withStore(cfgPath string, fn func(ctx context.Context, cfg config.Config, s
 	if err != nil {
 		return err
 	}
-	aud, err := openAudit(cfg.Log.Audit)
+	audFile, err := openAudit(cfg.Log.Audit)
 	if err != nil {
 		return err
 	}
-	defer aud.Close()
+	defer audFile.Close()
+	aud := audFile.WithInstance(cfg.Instance)
 	ctx := context.Background()
 	st, _, err := app.OpenMigrated(ctx, cfg.Store)
 	if err != nil {

@@ -78,10 +78,14 @@ func (a *App) newAPI() (*api.API, error) {
 	for _, p := range cfg.Policy.LocalNetworks {
 		local = append(local, p.Masked())
 	}
+	authn := auth.NewAuthenticator(a.store, auth.AuthenticatorOptions{})
+	// Another instance revoking a token or disabling a user takes effect
+	// here at once, not when the cached authentication expires.
+	a.svc.OnAuthChange(authn.Invalidate)
 	h, err := api.New(api.Options{
 		Service:          a.svc,
 		StoreUnavailable: a.store.Unavailable,
-		Auth:             auth.NewAuthenticator(a.store, auth.AuthenticatorOptions{}),
+		Auth:             authn,
 		Logger:           a.log.Named("api"),
 		Config:           cfg.API,
 		LocalNetworks:    local,

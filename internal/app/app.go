@@ -99,7 +99,8 @@ func NewService(st queue.Store, c config.Config, clock queue.Clock, aud *audit.L
 	}
 	return queue.NewService(st, PolicyFromConfig(c), clock,
 		queue.WithEvents(aud.Events()), queue.WithReservedIdents(internal...),
-		queue.WithMaxIdents(c.Store.MaxIdents), queue.WithIdentIdleAfter(c.Store.IdentIdleAfter))
+		queue.WithMaxIdents(c.Store.MaxIdents), queue.WithIdentIdleAfter(c.Store.IdentIdleAfter),
+		queue.WithInstance(c.Instance))
 }
 
 // PolicyFromConfig maps the policy section to the queue's Policy, with

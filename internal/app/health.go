@@ -16,11 +16,12 @@ import (
 const hungAfter = 2 * time.Minute
 
 // WaitReconciled blocks until every enforcer has rebuilt its backend from
-// the store (BGP peers have then been sent the full table), or ctx ends.
+// the store (BGP peers have then been sent the full table) or stands by
+// for another instance owning its ident, or ctx ends.
 func (a *App) WaitReconciled(ctx context.Context) error {
 	for _, re := range a.runningEnforcers() {
 		select {
-		case <-re.enf.Reconciled():
+		case <-re.enf.Settled():
 		case <-ctx.Done():
 			return fmt.Errorf("enforcer %s not reconciled: %w", re.enf.Ident(), ctx.Err())
 		}
@@ -43,7 +44,7 @@ func (a *App) readiness(ctx context.Context) (map[string][]bgp.PeerState, error)
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	for _, st := range a.EnforcerStatus() {
-		if !st.Reconciled {
+		if !st.Reconciled && !st.Standby {
 			return nil, fmt.Errorf("enforcer %s: not reconciled yet", st.Ident)
 		}
 		if !st.BusySince.IsZero() && time.Since(st.BusySince) > hungAfter {

@@ -74,6 +74,13 @@ var (
 	descQueueAge = prometheus.NewDesc("bhrd_queue_oldest_age_seconds",
 		"Age of the oldest waiting item of an enforcer's queue (since the block was added, or since the entry's unblock_at passed); 0 when empty.",
 		[]string{"ident", "queue"}, nil)
+	descIdentDepth = prometheus.NewDesc("bhrd_ident_queue_depth",
+		"Work waiting for each ident in the store, this instance's or not: blocks queued (queue=block), entries past their end (queue=unblock).",
+		[]string{"ident", "queue"}, nil)
+	descIdentLag = prometheus.NewDesc("bhrd_ident_lag_seconds",
+		"Age of each ident's oldest waiting work (0 when none), for every ident in the store: shows which planes, on any instance, are behind.",
+		[]string{"ident", "queue"}, nil)
+	descStandby    = prometheus.NewDesc("bhrd_enforcer_standby", "1 while another instance sharing the store owns the enforcer's ident.", []string{"ident", "type"}, nil)
 	descReconciled = prometheus.NewDesc("bhrd_enforcer_reconciled", "1 once the enforcer rebuilt its backend from the store.", []string{"ident", "type"}, nil)
 	descCapped     = prometheus.NewDesc("bhrd_enforcer_capped", "1 while max_prefixes holds blocks back.", []string{"ident", "type"}, nil)
 	descInstalled  = prometheus.NewDesc("bhrd_enforcer_installed_prefixes",
@@ -93,7 +100,7 @@ var (
 )
 
 func (c scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBlocks, descQueueDepth, descQueueAge, descReconciled, descCapped,
+	for _, d := range []*prometheus.Desc{descBlocks, descQueueDepth, descQueueAge, descIdentDepth, descIdentLag, descStandby, descReconciled, descCapped,
 		descInstalled, descPeerUp, descPeerSent, descPeerReceived, descPeerRejected, descDNSBLQueries, descDNSBLListed, descScrapeErr} {
 		ch <- d
 	}
@@ -121,6 +128,7 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		typ := re.typ
 		st := re.enf.Status()
 		gauge(descReconciled, b2f(st.Reconciled), ident, typ)
+		gauge(descStandby, b2f(st.Standby), ident, typ)
 		gauge(descCapped, b2f(st.Capped), ident, typ)
 		gauge(descInstalled, float64(st.Installed), ident, typ)
 		if d, ok := re.inst.(dnsblStats); ok {
@@ -152,6 +160,22 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			failed["queues"] = true
 		}
 	}
+	if idents, err := a.svc.ListIdents(ctx); err == nil {
+		for _, in := range idents {
+			lag := func(t time.Time) float64 {
+				if t.IsZero() {
+					return 0
+				}
+				return max(now.Sub(t).Seconds(), 0)
+			}
+			gauge(descIdentDepth, float64(in.Queued), in.Name, "block")
+			gauge(descIdentLag, lag(in.OldestQueued), in.Name, "block")
+			gauge(descIdentDepth, float64(in.UnblockDue), in.Name, "unblock")
+			gauge(descIdentLag, lag(in.OldestDue), in.Name, "unblock")
+		}
+	} else {
+		failed["idents"] = true
+	}
 	if peers, err := a.BGPPeers(ctx); err == nil {
 		for ident, ps := range peers {
 			for _, p := range ps {
@@ -164,7 +188,7 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		failed["peers"] = true
 	}
-	for _, part := range []string{"blocks", "queues", "peers"} {
+	for _, part := range []string{"blocks", "queues", "idents", "peers"} {
 		gauge(descScrapeErr, b2f(failed[part]), part)
 	}
 }

@@ -101,6 +101,7 @@ func (a *App) Reload(file string, next config.Config) (ReloadResult, error) {
 			res.NotReloaded = append(res.NotReloaded, key+": restart needed")
 		}
 	}
+	restart("instance", next.Instance != cur.Instance)
 	restart("log.audit", next.Log.Audit != cur.Log.Audit)
 	restart("store", !reflect.DeepEqual(next.Store, cur.Store))
 	restart("api", !reflect.DeepEqual(next.API, cur.API))

@@ -30,9 +30,26 @@ func (c countingListener) ListenChanges(ctx context.Context, fn func(queue.Chang
 	return c.l.ListenChanges(ctx, fn)
 }
 
+// countingShared keeps a shared store's notifications and ident locks
+// visible through the wrapper.
+type countingShared struct {
+	countingListener
+	lk queue.IdentLocker
+}
+
+func (c countingShared) LockIdent(ctx context.Context, ident, instance string, held func(string)) (queue.IdentLease, error) {
+	l, err := c.lk.LockIdent(ctx, ident, instance, held)
+	return l, c.count(err)
+}
+
 func countStoreErrors(s queue.Store, errs prometheus.Counter) queue.Store {
 	cs := &countingStore{Store: s, errs: errs}
-	if l, ok := s.(queue.ChangeListener); ok {
+	l, listens := s.(queue.ChangeListener)
+	lk, locks := s.(queue.IdentLocker)
+	switch {
+	case listens && locks:
+		return countingShared{countingListener{cs, l}, lk}
+	case listens:
 		return countingListener{cs, l}
 	}
 	return cs

@@ -17,6 +17,11 @@ type identJSON struct {
 	Queued       int64    `json:"queued"`
 	OldestQueued *string  `json:"oldest_queued"`
 	OldestAge    *float64 `json:"oldest_queued_age_seconds"`
+	// UnblockDue are its open entries past their end (its unblock
+	// queue); OldestDueAge how long ago the earliest of them ended.
+	UnblockDue   int64    `json:"unblock_due"`
+	OldestDue    *string  `json:"oldest_due"`
+	OldestDueAge *float64 `json:"oldest_due_age_seconds"`
 }
 
 // GET api/idents/: every ident in the store.
@@ -30,7 +35,7 @@ func (a *API) listIdents(c *gin.Context) {
 	out := make([]identJSON, len(idents))
 	for i, in := range idents {
 		j := identJSON{Ident: in.Name, Added: optTime(in.Added), LastSeen: optTime(in.LastSeen), State: "active",
-			Queued: in.Queued, OldestQueued: optTime(in.OldestQueued)}
+			Queued: in.Queued, OldestQueued: optTime(in.OldestQueued), UnblockDue: in.UnblockDue, OldestDue: optTime(in.OldestDue)}
 		switch {
 		case !in.Active:
 			j.State = "idle"
@@ -40,6 +45,10 @@ func (a *API) listIdents(c *gin.Context) {
 		if !in.OldestQueued.IsZero() {
 			age := max(now.Sub(in.OldestQueued).Seconds(), 0)
 			j.OldestAge = &age
+		}
+		if !in.OldestDue.IsZero() {
+			age := max(now.Sub(in.OldestDue).Seconds(), 0)
+			j.OldestDueAge = &age
 		}
 		out[i] = j
 	}

@@ -59,6 +59,25 @@ type Logger struct {
 	// by Flush. fields is its scratch slice.
 	batch  *[]byte
 	fields []zap.Field
+	// base are fields every line carries (the instance name).
+	base []zap.Field
+}
+
+// KeyInstance is the field naming the bhrd instance that wrote a line.
+const KeyInstance = "instance"
+
+// WithInstance returns a logger whose every line also carries
+// "instance": name. It writes to the same output; close the original.
+func (l *Logger) WithInstance(name string) *Logger {
+	if l == nil {
+		return nil
+	}
+	c := *l
+	f := zap.String(KeyInstance, name)
+	c.log = l.log.With(f)
+	c.base = append(append([]zap.Field(nil), l.base...), f)
+	c.fields = nil
+	return &c
 }
 
 // New opens the audit log at dest: "stderr" (or "") or a file path,
@@ -90,7 +109,7 @@ func (l *Logger) Batch() *Logger {
 	if l == nil || l.enc == nil {
 		return l
 	}
-	return &Logger{log: l.log, out: l.out, enc: l.enc, ws: l.ws, batch: new([]byte)}
+	return &Logger{log: l.log, out: l.out, enc: l.enc, ws: l.ws, batch: new([]byte), base: l.base}
 }
 
 // Flush writes the lines of a Batch kept so far; it does nothing on a
@@ -165,7 +184,7 @@ func (l *Logger) emit(event string, a Actor, f ...zap.Field) {
 		l.log.Info(event, append(fields(a), f...)...)
 		return
 	}
-	l.fields = append(appendFields(l.fields[:0], a), f...)
+	l.fields = append(appendFields(append(l.fields[:0], l.base...), a), f...)
 	buf, err := l.enc.EncodeEntry(zapcore.Entry{Level: zapcore.InfoLevel, Time: time.Now(), Message: event}, l.fields)
 	if err != nil {
 		fmt.Fprintf(Stderr, "%s\taudit log encode error: %v\n", time.Now().UTC().Format(time.RFC3339Nano), err)

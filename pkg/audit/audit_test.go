@@ -126,18 +126,20 @@ func TestBatchSameLinesAtFlush(t *testing.T) {
 		l.SetBlocked(audit.Enforcer("r1"), "r1", 42, netip.MustParsePrefix("203.0.113.7/32"))
 		l.SetUnblocked(audit.Enforcer("r1"), "r1", 9, 42, netip.MustParsePrefix("203.0.113.7/32"))
 	}
-	ld, err := audit.New(direct)
+	// Both carry the instance name, written and batched alike.
+	ldf, err := audit.New(direct)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ld.Close()
+	defer ldf.Close()
+	ld := ldf.WithInstance("edge-1")
 	emit(ld)
-	lb, err := audit.New(batched)
+	lbf, err := audit.New(batched)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lb.Close()
-	b := lb.Batch()
+	defer lbf.Close()
+	b := lbf.WithInstance("edge-1").Batch()
 	emit(b)
 	if got := readLines(t, batched); len(got) != 0 {
 		t.Fatalf("%d lines written before Flush", len(got))
@@ -149,6 +151,9 @@ func TestBatchSameLinesAtFlush(t *testing.T) {
 		t.Fatalf("batched %d lines, direct %d (want 5)", len(got), len(want))
 	}
 	for i := range want {
+		if want[i]["instance"] != "edge-1" || got[i]["instance"] != "edge-1" {
+			t.Errorf("line %d without the instance: direct %v, batched %v", i, want[i], got[i])
+		}
 		delete(want[i], "time")
 		if _, ok := got[i]["time"]; !ok {
 			t.Fatalf("batched line %d has no time: %v", i, got[i])

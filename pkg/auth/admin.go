@@ -116,7 +116,9 @@ func (a *Authenticator) CreateToken(ctx context.Context, username, name string) 
 }
 
 // RevokeToken revokes a token by id. It stops working at once in this
-// process and within DefaultCacheTTL (or the configured TTL) in others.
+// process, at once in other bhrd sharing a PostgreSQL store (its change
+// notification makes them Invalidate), and within DefaultCacheTTL (or
+// the configured TTL) in any other process.
 func (a *Authenticator) RevokeToken(ctx context.Context, id int64) error {
 	at := a.now()
 	if at.IsZero() {

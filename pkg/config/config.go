@@ -17,6 +17,10 @@ import (
 
 // Config is the whole file.
 type Config struct {
+	// Instance names this bhrd among those sharing a store: on every log
+	// and audit line, and as the owner of its enforcers' idents. The
+	// default is the host name.
+	Instance  string     `yaml:"instance"`
 	Log       Log        `yaml:"log"`
 	Store     Store      `yaml:"store"`
 	API       API        `yaml:"api"`
@@ -127,8 +131,9 @@ type Enforcer struct {
 // Default returns a config with every default filled in.
 func Default() Config {
 	c := Config{
-		Log:   Log{Level: "info", Audit: "stderr"},
-		Store: Store{Driver: "sqlite", Path: "state/bhrd.db", MaxIdents: 1000, IdentIdleAfter: time.Hour},
+		Instance: defaultInstance(),
+		Log:      Log{Level: "info", Audit: "stderr"},
+		Store:    Store{Driver: "sqlite", Path: "state/bhrd.db", MaxIdents: 1000, IdentIdleAfter: time.Hour},
 		API: API{
 			Listen:          "127.0.0.1:8080",
 			MaxBodyBytes:    1 << 20,
@@ -223,11 +228,12 @@ func (c *Config) decode(doc *yaml.Node, ps *Problems) {
 		return
 	}
 	core := struct {
-		Log    *Log    `yaml:"log"`
-		Store  *Store  `yaml:"store"`
-		API    *API    `yaml:"api"`
-		Policy *Policy `yaml:"policy"`
-	}{&c.Log, &c.Store, &c.API, &c.Policy}
+		Instance *string `yaml:"instance"`
+		Log      *Log    `yaml:"log"`
+		Store    *Store  `yaml:"store"`
+		API      *API    `yaml:"api"`
+		Policy   *Policy `yaml:"policy"`
+	}{&c.Instance, &c.Log, &c.Store, &c.API, &c.Policy}
 	coreNode := &yaml.Node{Kind: yaml.MappingNode}
 	sections := map[string]*yaml.Node{}
 	var enforcers *yaml.Node
@@ -362,6 +368,9 @@ func (c Config) Validate() error {
 }
 
 func (c Config) validate(ps *Problems) {
+	if !validInstance(c.Instance) {
+		ps.Add("instance", "must be 1 to 63 letters, digits, '.', '-', '_' or ':'; got %q", c.Instance)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -448,4 +457,28 @@ func (c Config) validateEnforcers(ps *Problems) {
 			ps.Add(key+".type", "must be %s; got %q", planeNames(), e.Type)
 		}
 	}
+}
+
+// defaultInstance is the host name, or "bhrd" when it cannot be read or
+// is no valid instance name.
+func defaultInstance() string {
+	h, err := os.Hostname()
+	if err != nil || !validInstance(h) {
+		return "bhrd"
+	}
+	return h
+}
+
+func validInstance(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_', r == ':':
+		default:
+			return false
+		}
+	}
+	return true
 }

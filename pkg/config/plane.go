@@ -119,6 +119,6 @@ func (c Config) EnforcersOf(typ string) []PlaneEnforcer {
 
 // sectionKeys are the top-level keys of the core; every other one must be
 // a plane's.
-var sectionKeys = []string{"log", "store", "api", "policy", "enforcers"}
+var sectionKeys = []string{"instance", "log", "store", "api", "policy", "enforcers"}
 
 func isCoreKey(k string) bool { return slices.Contains(sectionKeys, k) }

@@ -87,6 +87,7 @@ type Service interface {
 	Changed() <-chan struct{}
 	NextUnblockAfter(ctx context.Context, t time.Time) (time.Time, bool, error)
 	Now() time.Time
+	OwnIdent(ctx context.Context, ident string, held func(holder string)) (queue.IdentLease, error)
 }
 
 // Config configures one enforcer.
@@ -123,6 +124,11 @@ type Status struct {
 	// while the enforcer waits for work. A pass that never ends means a
 	// hung backend or store (the watchdog looks at it).
 	BusySince time.Time
+	// Standby: another instance sharing the store owns the ident (Owner
+	// names it when known); this one enforces nothing and waits to take
+	// over.
+	Standby bool
+	Owner   string
 }
 
 // Observer receives the enforcer's events (audit log, metrics). Any field
@@ -146,8 +152,10 @@ type Enforcer struct {
 	// installed counts enforced prefixes per cidr (a cidr is enforced once
 	// however many open entries name it).
 	installed map[netip.Prefix]int
-	// reconciled is closed once the start-up reconcile has succeeded.
-	reconciled chan struct{}
+	// reconciled is closed once the start-up reconcile has succeeded;
+	// settled once it has or the enforcer stands by for another owner.
+	reconciled, settled         chan struct{}
+	reconciledOnce, settledOnce sync.Once
 }
 
 // New returns an enforcer; Run starts it.
@@ -170,6 +178,7 @@ func New(cfg Config, svc Service, backend Backend, log *zap.Logger, obs Observer
 		status:     Status{Ident: cfg.Ident},
 		installed:  map[netip.Prefix]int{},
 		reconciled: make(chan struct{}),
+		settled:    make(chan struct{}),
 	}, nil
 }
 
@@ -185,6 +194,11 @@ func (e *Enforcer) Status() Status {
 // Reconciled is closed once the backend has been rebuilt from the store.
 func (e *Enforcer) Reconciled() <-chan struct{} { return e.reconciled }
 
+// Settled is closed once the enforcer has reconciled or found another
+// instance owning its ident (and stands by): it is doing its job either
+// way.
+func (e *Enforcer) Settled() <-chan struct{} { return e.settled }
+
 // Ident is the enforcer's ident.
 func (e *Enforcer) Ident() string { return e.cfg.Ident }
 
@@ -195,6 +209,79 @@ func (e *Enforcer) Run(ctx context.Context) error {
 	// Every report is this enforcer's own: the Service lets only it
 	// report for its (reserved) ident, and audits it as enforcer:<ident>.
 	ctx = queue.WithActor(ctx, queue.EnforcerActor(e.cfg.Ident))
+	backoff := e.cfg.MinBackoff
+	for {
+		// Only the owner of the ident among the instances sharing the
+		// store enforces it. A standby withdraws what it enforced, if it
+		// owned the ident before, and waits.
+		lease, err := e.svc.OwnIdent(ctx, e.cfg.Ident, e.standBy)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// The store is unreachable: what is enforced stays (as in
+			// any store outage) until ownership can be asked again.
+			e.fail("own ident", err)
+			if !sleepCtx(ctx, backoff) {
+				return ctx.Err()
+			}
+			backoff = min(backoff*2, e.cfg.MaxBackoff)
+			continue
+		}
+		backoff = e.cfg.MinBackoff
+		e.mu.Lock()
+		was := e.status.Standby
+		e.status.Standby, e.status.Owner = false, ""
+		e.mu.Unlock()
+		if was {
+			e.log.Warn("enforcer took over its ident: the owner is gone")
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lease.Lost():
+				cancel()
+			case <-runCtx.Done():
+			}
+		}()
+		_ = e.run(runCtx) // ends only when runCtx does
+		cancel()
+		lease.Release()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		e.fail("own ident", errors.New("ownership of the ident lost: the store session that held it ended"))
+	}
+}
+
+// standBy is called when another instance owns the ident: what this one
+// enforces goes (the owner enforces it now), and Status says so.
+func (e *Enforcer) standBy(holder string) {
+	e.mu.Lock()
+	e.status.Standby, e.status.Owner = true, holder
+	n := len(e.installed)
+	e.mu.Unlock()
+	e.log.Warn("enforcer standing by: another instance owns its ident", zap.String("owner", holder), zap.Int("withdrawing", n))
+	if n > 0 {
+		// Best effort, bounded: a failure is logged and the prefixes stay
+		// until this instance owns the ident again and reconciles.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, removed, err := e.backend.Reconcile(ctx, nil); err != nil {
+			e.fail("withdraw (standby)", err)
+		} else {
+			e.log.Warn("enforcer withdrew what it enforced", zap.Int("removed", removed))
+		}
+		e.mu.Lock()
+		e.installed = map[netip.Prefix]int{}
+		e.mu.Unlock()
+	}
+	e.settledOnce.Do(func() { close(e.settled) })
+}
+
+// run reconciles the backend with the store, then drains the queues until
+// ctx ends.
+func (e *Enforcer) run(ctx context.Context) error {
 	backoff := e.cfg.MinBackoff
 	for {
 		err := e.reconcile(ctx)
@@ -315,7 +402,8 @@ func (e *Enforcer) reconcile(ctx context.Context) error {
 	e.status.Reconciled = true
 	e.status.LastError = ""
 	e.mu.Unlock()
-	close(e.reconciled)
+	e.reconciledOnce.Do(func() { close(e.reconciled) })
+	e.settledOnce.Do(func() { close(e.settled) })
 	e.log.Info("enforcer reconciled", zap.Int("enforced", len(want.list)), zap.Int("added", added),
 		zap.Int("removed", removed), zap.Duration("took", time.Since(start)))
 	return nil

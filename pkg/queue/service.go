@@ -44,6 +44,7 @@ type Service struct {
 	reloadMu sync.Mutex // serialises index reloads
 
 	mu      sync.Mutex
+	onAuth  []func()      // called when another process changed a user or token
 	changed chan struct{} // closed at any change that may give work
 	queued  *QueueWake    // woken when new blocks enter the block queues
 
@@ -56,6 +57,7 @@ type Service struct {
 	// being queued for it (0: never).
 	maxIdents int
 	idleAfter time.Duration
+	instance  string
 }
 
 // WithMaxIdents caps how many idents the store may hold: a new ident
@@ -69,6 +71,10 @@ func WithIdentIdleAfter(d time.Duration) Option { return func(s *Service) { s.id
 
 // Option configures a Service.
 type Option func(*Service)
+
+// WithInstance names this process among those sharing the store (the
+// owner of an ident is shown by this name).
+func WithInstance(name string) Option { return func(s *Service) { s.instance = name } }
 
 // WithEvents sends every committed change and every refusal to e.
 func WithEvents(e Events) Option {
@@ -212,6 +218,13 @@ func (s *Service) Start(ctx context.Context) error {
 					// A failed reload keeps the previous index; the next
 					// change (or restart) retries.
 					_ = s.ReloadLists(ctx)
+				case ChangeAuth:
+					s.mu.Lock()
+					subs := slices.Clone(s.onAuth)
+					s.mu.Unlock()
+					for _, fn := range subs {
+						fn()
+					}
 				default:
 					// Another process's change: what it was is not
 					// said, so block-queue waiters look too.
@@ -225,6 +238,16 @@ func (s *Service) Start(ctx context.Context) error {
 
 // Store returns the underlying store.
 func (s *Service) Store() Store { return s.store }
+
+// OnAuthChange calls fn whenever another process sharing the store has
+// changed a user or token (a revoked token, a disabled user), or the
+// change notifications were interrupted: cached authentications must be
+// forgotten.
+func (s *Service) OnAuthChange(fn func()) {
+	s.mu.Lock()
+	s.onAuth = append(s.onAuth, fn)
+	s.mu.Unlock()
+}
 
 // Policy returns the rules in force.
 func (s *Service) Policy() Policy { return s.rules.Load().policy }
@@ -336,6 +359,24 @@ func (s *Service) notifyQueued(added time.Time) {
 	close(w.done)
 	s.mu.Unlock()
 }
+
+// OwnIdent makes this process the owner of ident among the processes
+// sharing the store, waiting while another owns it (held is called once
+// with its name when it must). An internal enforcer runs only while it
+// owns its ident, and stops when Lost is closed. A store used by one
+// process alone always grants it at once.
+func (s *Service) OwnIdent(ctx context.Context, ident string, held func(holder string)) (IdentLease, error) {
+	if l, ok := s.store.(IdentLocker); ok {
+		return l.LockIdent(ctx, ident, s.instance, held)
+	}
+	return soleLease{}, nil
+}
+
+// soleLease is the lease of a store no other process shares.
+type soleLease struct{}
+
+func (soleLease) Lost() <-chan struct{} { return nil }
+func (soleLease) Release()              {}
 
 // NextUnblockAt is when the next open entry expires, so an enforcer can
 // sleep until then instead of scanning.

@@ -161,12 +161,37 @@ type ChangeListener interface {
 	ListenChanges(ctx context.Context, fn func(kind ChangeKind)) error
 }
 
+// IdentLocker is implemented by stores shared between processes
+// (PostgreSQL): an internal enforcer's ident has one owner among all the
+// processes sharing the store. While an owner holds an ident, the store
+// refuses reports for it (SetBlocked, SetUnblocked of its entries,
+// ForgetIdent) with a *ReservedIdentError unless the actor of the
+// context is that ident's enforcer (EnforcerActor), in every process.
+type IdentLocker interface {
+	// LockIdent makes this process, named instance, the owner of ident.
+	// While another holds it, held is called once with the holder's
+	// instance name ("" if unknown) and LockIdent waits until the
+	// holder's hold ends. It returns an error when the store cannot be
+	// reached or ctx ends.
+	LockIdent(ctx context.Context, ident, instance string, held func(holder string)) (IdentLease, error)
+}
+
+// IdentLease is a held ident.
+type IdentLease interface {
+	// Lost is closed when the store can no longer vouch for the hold (its
+	// session ended): another process may own the ident from then on.
+	Lost() <-chan struct{}
+	// Release gives the ident up.
+	Release()
+}
+
 // ChangeKind says what changed, so that listeners reload only what they must.
 type ChangeKind string
 
 const (
 	ChangeBlocks    ChangeKind = "blocks"    // a block or entry changed: queues may have work
 	ChangeWhitelist ChangeKind = "whitelist" // whitelist or source blacklist changed
+	ChangeAuth      ChangeKind = "auth"      // a user or token changed: cached authentications are stale
 )
 
 // BlockFilter selects blocks by state at ListOptions.Now.

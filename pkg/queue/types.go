@@ -118,4 +118,8 @@ type IdentInfo struct {
 	// are not counted.
 	Queued       int64
 	OldestQueued time.Time
+	// UnblockDue is how many of its open entries are past their end
+	// (its unblock queue), and OldestDue the earliest of those ends.
+	UnblockDue int64
+	OldestDue  time.Time
 }

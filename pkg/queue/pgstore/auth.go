@@ -79,12 +79,18 @@ func (s *Store) ListUsers(ctx context.Context) ([]auth.User, error) {
 
 // UpdateUser implements auth.Store.
 func (s *Store) UpdateUser(ctx context.Context, u auth.User) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE users SET password_hash = $2, roles = $3, disabled = $4 WHERE id = $1`,
-		u.ID, u.PasswordHash, roles(u.Roles), u.Disabled)
+	// The notification (sent at commit) makes other processes forget
+	// their cached authentications at once: a disabled user or a new
+	// password takes effect everywhere.
+	var n int64
+	err := s.pool.QueryRow(ctx, `WITH u AS (
+		UPDATE users SET password_hash = $2, roles = $3, disabled = $4 WHERE id = $1 RETURNING 1
+	) SELECT count(*), CASE WHEN count(*) > 0 THEN pg_notify('`+Channel+`', 'auth')::text END FROM u`,
+		u.ID, u.PasswordHash, roles(u.Roles), u.Disabled).Scan(&n, nil)
 	if err != nil {
 		return fmt.Errorf("update user %d: %w", u.ID, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return fmt.Errorf("update user %d: %w", u.ID, auth.ErrNotFound)
 	}
 	return nil
@@ -150,11 +156,16 @@ func (s *Store) ListTokens(ctx context.Context) ([]auth.Token, error) {
 
 // RevokeToken implements auth.Store.
 func (s *Store) RevokeToken(ctx context.Context, id int64, at time.Time) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE tokens SET revoked = $2 WHERE id = $1`, id, at.UTC())
+	// Notified as UpdateUser is: the token stops working everywhere.
+	var n int64
+	err := s.pool.QueryRow(ctx, `WITH t AS (
+		UPDATE tokens SET revoked = $2 WHERE id = $1 RETURNING 1
+	) SELECT count(*), CASE WHEN count(*) > 0 THEN pg_notify('`+Channel+`', 'auth')::text END FROM t`,
+		id, at.UTC()).Scan(&n, nil)
 	if err != nil {
 		return fmt.Errorf("revoke token %d: %w", id, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return fmt.Errorf("revoke token %d: %w", id, auth.ErrNotFound)
 	}
 	return nil

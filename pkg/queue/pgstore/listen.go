@@ -66,6 +66,7 @@ func (s *Store) listenOnce(ctx context.Context, fn func(queue.ChangeKind), resyn
 	if resync {
 		fn(queue.ChangeBlocks)
 		fn(queue.ChangeWhitelist)
+		fn(queue.ChangeAuth)
 	}
 	for {
 		n, err := conn.WaitForNotification(ctx)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bhrd/bhrd/pkg/auth"
 	"github.com/bhrd/bhrd/pkg/queue"
 )
 
@@ -122,6 +123,28 @@ func TestListenChangesAcrossStores(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("DeleteSourceBlacklist", queue.ChangeWhitelist)
+	// A user or token change: other processes must forget cached
+	// authentications.
+	u, err := b.CreateUser(ctx, auth.User{Username: "listen"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Disabled = true
+	if err := b.UpdateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	expect("UpdateUser", queue.ChangeAuth)
+	tok, err := b.CreateToken(ctx, auth.Token{UserID: u.ID, Name: "t", Hash: "h-listen", Created: at(8)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.RevokeToken(ctx, tok.ID, at(9)); err != nil {
+		t.Fatal(err)
+	}
+	expect("RevokeToken", queue.ChangeAuth)
+	if err := b.RevokeToken(ctx, tok.ID+100, at(9)); !errors.Is(err, auth.ErrNotFound) {
+		t.Fatalf("revoke of an unknown token: %v", err)
+	}
 
 	// Kill the listening session: the listener reconnects, announces that
 	// anything may have changed, and keeps delivering.
@@ -129,7 +152,7 @@ func TestListenChangesAcrossStores(t *testing.T) {
 		WHERE application_name = $1 AND datname = current_database()`, listenAppName); n != 1 {
 		t.Fatalf("terminated %d listening sessions, want 1", n)
 	}
-	expect("reconnect", queue.ChangeBlocks, queue.ChangeWhitelist)
+	expect("reconnect", queue.ChangeBlocks, queue.ChangeWhitelist, queue.ChangeAuth)
 	select {
 	case err := <-listenErrs:
 		if err == nil {

@@ -262,21 +262,24 @@ func (s *Store) SweepIdents(ctx context.Context, cutoff time.Time, keep []string
 // ListIdents implements queue.Store.
 func (s *Store) ListIdents(ctx context.Context, now time.Time) ([]queue.IdentInfo, error) {
 	rows, err := s.pool.Query(ctx, `
-SELECT i.name, i.added, i.last_seen, i.active, i.backfill_upto IS NOT NULL, q.n, q.oldest
+SELECT i.name, i.added, i.last_seen, i.active, i.backfill_upto IS NOT NULL, q.n, q.oldest, u.n, u.oldest
 FROM idents i CROSS JOIN LATERAL (
 	SELECT count(*) AS n, min(b.added) AS oldest FROM pending p JOIN blocks b ON b.id = p.block_id
 	WHERE p.ident = i.name AND `+expectedAt("$1")+`
 	  AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.ident = i.name)
-) q
+) q CROSS JOIN LATERAL (
+	SELECT count(*) AS n, min(e.unblock_at) AS oldest FROM entries e
+	WHERE e.ident = i.name AND e.removed IS NULL AND e.unblock_at <= $1
+) u
 ORDER BY i.name`, now.UTC())
 	if err != nil {
 		return nil, fmt.Errorf("list idents: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (queue.IdentInfo, error) {
 		var in queue.IdentInfo
-		var oldest pgtype.Timestamptz
-		err := row.Scan(&in.Name, &in.Added, &in.LastSeen, &in.Active, &in.Backfilling, &in.Queued, &oldest)
-		in.Added, in.LastSeen, in.OldestQueued = in.Added.UTC(), in.LastSeen.UTC(), tsOut(oldest)
+		var oldest, due pgtype.Timestamptz
+		err := row.Scan(&in.Name, &in.Added, &in.LastSeen, &in.Active, &in.Backfilling, &in.Queued, &oldest, &in.UnblockDue, &due)
+		in.Added, in.LastSeen, in.OldestQueued, in.OldestDue = in.Added.UTC(), in.LastSeen.UTC(), tsOut(oldest), tsOut(due)
 		return in, err
 	})
 	if err != nil {
@@ -288,7 +291,15 @@ ORDER BY i.name`, now.UTC())
 // ForgetIdent implements queue.Store.
 func (s *Store) ForgetIdent(ctx context.Context, ident string) error {
 	var n int64
+	var reserved bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var free bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock_shared(`+identKey("$1")+`)`, ident).Scan(&free); err != nil {
+			return err
+		}
+		if reserved = !free; reserved {
+			return nil // another process's enforcer owns it
+		}
 		tag, err := tx.Exec(ctx, `DELETE FROM idents WHERE name = $1`, ident)
 		if err != nil {
 			return err
@@ -302,6 +313,9 @@ func (s *Store) ForgetIdent(ctx context.Context, ident string) error {
 	if err != nil {
 		return fmt.Errorf("forget ident %s: %w", ident, err)
 	}
+	if reserved {
+		return &queue.ReservedIdentError{Ident: ident}
+	}
 	if n == 0 {
 		return fmt.Errorf("forget ident %s: %w", ident, queue.ErrNotFound)
 	}
@@ -309,18 +323,21 @@ func (s *Store) ForgetIdent(ctx context.Context, ident string) error {
 }
 
 // One statement checks the ids and writes, so an unknown id leaves
-// everything as it was. chk is the outer side of the last join, with no
+// everything as it was. Unless $4 (the caller is the ident's own
+// enforcer), an ident another process's enforcer owns (see owner.go) is
+// refused first. chk is the outer side of the last join, with no
 // filter on the inner side, so that it is always evaluated (a filter on
 // x would let the planner scan an empty x first and never raise). Entries are inserted in block id order so that
 // concurrent calls lock index entries in the same order. It returns the
 // blocks whose entry it created.
-const sqlSetBlocked = `
+var sqlSetBlocked = `
 WITH req AS (
 	SELECT DISTINCT id FROM unnest($2::int8[]) AS r(id)
 ), b AS (
 	SELECT blocks.id, blocks.cidr, blocks.added, blocks.unblock_at FROM blocks JOIN req USING (id)
 ), chk AS (
-	SELECT CASE WHEN (SELECT count(*) FROM b) = (SELECT count(*) FROM req) THEN true
+	SELECT CASE WHEN NOT $4::bool AND NOT pg_try_advisory_xact_lock_shared(` + identKey("$1") + `) THEN bhrd_reserved($1)
+	       WHEN (SELECT count(*) FROM b) = (SELECT count(*) FROM req) THEN true
 	       ELSE bhrd_not_found('unknown block ids: ' ||
 	            (SELECT string_agg(id::text, ',' ORDER BY id) FROM req WHERE id NOT IN (SELECT id FROM b))) END AS ok
 ), ins AS (
@@ -348,9 +365,10 @@ func (s *Store) setBlocked(ctx context.Context, ident string, blockIDs []int64, 
 	if len(blockIDs) == 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, sqlSetBlocked, ident, blockIDs, now.UTC())
+	own := queue.ActorFrom(ctx).EnforcerIdent() == ident
+	rows, err := s.pool.Query(ctx, sqlSetBlocked, ident, blockIDs, now.UTC(), own)
 	if err != nil {
-		return nil, mapErr("set blocked "+ident, err, queue.ErrNotFound)
+		return nil, mapReported("set blocked "+ident, err)
 	}
 	var added []queue.QueueItem
 	for rows.Next() {
@@ -360,7 +378,7 @@ func (s *Store) setBlocked(ctx context.Context, ident string, blockIDs []int64, 
 		var at *time.Time
 		if err := rows.Scan(&id, &cidr, &at); err != nil {
 			rows.Close()
-			return nil, mapErr("set blocked "+ident, err, queue.ErrNotFound)
+			return nil, mapReported("set blocked "+ident, err)
 		}
 		if id == nil {
 			continue // chk's row when nothing was inserted
@@ -369,7 +387,7 @@ func (s *Store) setBlocked(ctx context.Context, ident string, blockIDs []int64, 
 		added = append(added, it)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, mapErr("set blocked "+ident, err, queue.ErrNotFound)
+		return nil, mapReported("set blocked "+ident, err)
 	}
 	if len(added) > 0 {
 		s.notifyBlocks()
@@ -417,20 +435,25 @@ func (s *Store) UnblockQueue(ctx context.Context, ident string, now time.Time, l
 	return items, nil
 }
 
-// An entry of a refused ident aborts the statement (bhrd_reserved) before
-// anything is written. It returns the entries it closed.
-const sqlSetUnblocked = `
+// An entry of a refused ident, or of an ident another process's enforcer
+// owns (unless it is $4, the caller's own), aborts the statement
+// (bhrd_reserved) before anything is written. It returns the entries it closed.
+var sqlSetUnblocked = `
 WITH req AS (
 	SELECT DISTINCT id FROM unnest($1::int8[]) AS r(id)
 ), found AS (
 	SELECT e.id, e.block_id, e.ident, e.added, e.unblock_at, e.removed FROM entries e
 	WHERE e.id IN (SELECT id FROM req) ORDER BY e.id FOR UPDATE
+), owned AS (
+	SELECT d.ident FROM (SELECT DISTINCT ident FROM found) d
+	WHERE d.ident <> $4 AND NOT pg_try_advisory_xact_lock_shared(` + identKey("d.ident") + `)
 ), chk AS (
 	SELECT CASE WHEN (SELECT count(*) FROM found) <> (SELECT count(*) FROM req) THEN
 	            bhrd_not_found('unknown entry ids: ' ||
 	            (SELECT string_agg(id::text, ',' ORDER BY id) FROM req WHERE id NOT IN (SELECT id FROM found)))
 	       WHEN EXISTS (SELECT 1 FROM found WHERE ident = ANY($3::text[])) THEN
 	            bhrd_reserved((SELECT min(ident) FROM found WHERE ident = ANY($3::text[])))
+	       WHEN EXISTS (SELECT 1 FROM owned) THEN bhrd_reserved((SELECT min(ident) FROM owned))
 	       ELSE true END AS ok
 ), upd AS (
 	UPDATE entries e SET removed = $2
@@ -456,7 +479,7 @@ func (s *Store) setUnblocked(ctx context.Context, entryIDs []int64, now time.Tim
 	if refuse == nil {
 		refuse = []string{}
 	}
-	rows, err := s.pool.Query(ctx, sqlSetUnblocked, entryIDs, now.UTC(), refuse)
+	rows, err := s.pool.Query(ctx, sqlSetUnblocked, entryIDs, now.UTC(), refuse, queue.ActorFrom(ctx).EnforcerIdent())
 	if err != nil {
 		return nil, mapSetUnblocked(err)
 	}
@@ -485,12 +508,16 @@ func (s *Store) setUnblocked(ctx context.Context, entryIDs []int64, now time.Tim
 	return closed, nil
 }
 
-func mapSetUnblocked(err error) error {
+func mapSetUnblocked(err error) error { return mapReported("set unblocked", err) }
+
+// mapReported maps the errors of a report: bhrd_reserved to a
+// ReservedIdentError, bhrd_not_found to ErrNotFound.
+func mapReported(op string, err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == codeReserved {
 		return &queue.ReservedIdentError{Ident: pe.Message}
 	}
-	return mapErr("set unblocked", err, queue.ErrNotFound)
+	return mapErr(op, err, queue.ErrNotFound)
 }
 
 // ListEntries implements queue.Store, streaming like ListBlocks.

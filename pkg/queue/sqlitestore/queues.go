@@ -271,7 +271,9 @@ func (s *Store) ListIdents(ctx context.Context, now time.Time) ([]queue.IdentInf
 		   AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.ident = i.name)),
 		  (SELECT min(b.added) FROM pending p CROSS JOIN blocks b ON b.id = p.block_id
 		   WHERE p.ident = i.name AND b.forced_unblock = 0 AND (b.unblock_at IS NULL OR b.unblock_at > ?1)
-		   AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.ident = i.name))
+		   AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.ident = i.name)),
+		  (SELECT count(*) FROM entries e WHERE e.ident = i.name AND e.removed IS NULL AND e.unblock_at <= ?1),
+		  (SELECT min(e.unblock_at) FROM entries e WHERE e.ident = i.name AND e.removed IS NULL AND e.unblock_at <= ?1)
 		FROM idents i ORDER BY i.name`, micros(now))
 	if err != nil {
 		return nil, fmt.Errorf("list idents: %w", err)
@@ -281,8 +283,8 @@ func (s *Store) ListIdents(ctx context.Context, now time.Time) ([]queue.IdentInf
 	for rows.Next() {
 		var in queue.IdentInfo
 		var added, seen int64
-		var oldest sql.NullInt64
-		if err := rows.Scan(&in.Name, &added, &seen, &in.Active, &in.Backfilling, &in.Queued, &oldest); err != nil {
+		var oldest, due sql.NullInt64
+		if err := rows.Scan(&in.Name, &added, &seen, &in.Active, &in.Backfilling, &in.Queued, &oldest, &in.UnblockDue, &due); err != nil {
 			return nil, fmt.Errorf("list idents: %w", err)
 		}
 		if added != 0 {
@@ -292,6 +294,7 @@ func (s *Store) ListIdents(ctx context.Context, now time.Time) ([]queue.IdentInf
 			in.LastSeen = fromMicros(seen)
 		}
 		in.OldestQueued = fromNullMicros(oldest)
+		in.OldestDue = fromNullMicros(due)
 		out = append(out, in)
 	}
 	if err := rows.Err(); err != nil {
