@@ -78,16 +78,10 @@ func (p *pgProxy) set(up bool) {
 	}
 }
 
-// bhrd serve started while PostgreSQL is down waits for it (logging why)
-// instead of exiting, and becomes ready once it is back; then during an
-// outage of a running bhrd the BGP peer keeps every route, /readyz names
-// the store, and when PostgreSQL is back blocks are taken again.
-func TestProcessWaitsForStore(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	dir := t.TempDir()
-	bin := buildBinary(t, dir)
+// proxiedDatabase is a new test database reached through a pgProxy
+// (down until set up): the proxy and the URL through it.
+func proxiedDatabase(t *testing.T) (*pgProxy, *url.URL) {
+	t.Helper()
 	u, err := url.Parse(pgtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +103,20 @@ func TestProcessWaitsForStore(t *testing.T) {
 		proxy = startProxy(t, "tcp", u.Host)
 	}
 	u.Host = proxy.ln.Addr().String()
+	return proxy, u
+}
+
+// bhrd serve started while PostgreSQL is down waits for it (logging why)
+// instead of exiting, and becomes ready once it is back; then during an
+// outage of a running bhrd the BGP peer keeps every route, /readyz names
+// the store, and when PostgreSQL is back blocks are taken again.
+func TestProcessWaitsForStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	bin := buildBinary(t, dir)
+	proxy, u := proxiedDatabase(t)
 	r := bgptest.NewRouter(t, testRouterASN)
 	r.AddPeer(testSpeakerASN, bgptest.PeerOptions{})
 	apiPort := bgptest.FreePort(t)
@@ -188,4 +196,107 @@ enforcers: [{ident: %s, type: bgp}]
 		return resp.StatusCode == 201, resp.Status
 	})
 	r.WaitRIB(bgp.IPv4Unicast, 20*time.Second, append(want, netip.MustParsePrefix("203.0.113.3/32")), nil)
+}
+
+// Two bhrd processes on one PostgreSQL, each with its own bgp ident and
+// router: both announce every block; through a database outage both stay
+// up and both routers keep every route; after it, a block posted to one
+// and an unblock posted to the other reach both routers.
+func TestTwoProcessesThroughStoreOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	bin := buildBinary(t, dir)
+	proxy, u := proxiedDatabase(t)
+	proxy.set(true)
+	type instance struct {
+		name   string
+		router *bgptest.Router
+		base   string
+		s      *served
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	var insts []*instance
+	var token string
+	for _, name := range []string{"alpha", "beta"} {
+		in := &instance{name: name, router: bgptest.NewRouter(t, testRouterASN)}
+		in.router.AddPeer(testSpeakerASN, bgptest.PeerOptions{})
+		apiPort := bgptest.FreePort(t)
+		cfgPath := filepath.Join(dir, name+".yaml")
+		y := fmt.Sprintf(`instance: %s
+log: {level: info, audit: %s}
+store: {driver: postgres, url: %q}
+api: {listen: "127.0.0.1:%d", shutdown_timeout: 5s}
+bgp:
+  asn: %d
+  router_id: 192.0.2.254
+  listen_port: -1
+  peers: [{name: router, address: 127.0.0.1, asn: %d, port: %d, hold_time: 9s}]
+enforcers: [{ident: bgp-%s, type: bgp}]
+`, name, filepath.Join(dir, name+"-audit.log"), u.String(), apiPort, testSpeakerASN, testRouterASN, in.router.Port, name)
+		if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if token == "" {
+			token = adminToken(t, bin, cfgPath)
+		}
+		in.s = serve(t, bin, cfgPath)
+		in.base = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+		waitReadyz(t, client, in.base, 40*time.Second)
+		insts = append(insts, in)
+	}
+	alpha, beta := insts[0], insts[1]
+	want := []netip.Prefix{netip.MustParsePrefix("203.0.113.11/32"), netip.MustParsePrefix("203.0.113.12/32")}
+	for _, p := range want {
+		postFormAs(t, client, alpha.base+"/bhr/api/block", token, url.Values{"cidr": {p.Addr().String()}, "source": {"t"}, "why": {"two"}, "duration": {"3600"}}, 201)
+	}
+	for _, in := range insts {
+		in.router.WaitRIB(bgp.IPv4Unicast, 20*time.Second, want, nil)
+	}
+
+	proxy.set(false)
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		for _, in := range insts {
+			if n := in.router.Count(bgp.IPv4Unicast); n != len(want) {
+				t.Fatalf("%s's router holds %d of %d routes during the outage", in.name, n, len(want))
+			}
+			select {
+			case err := <-in.s.exited:
+				t.Fatalf("%s exited during the outage: %v", in.name, err)
+			default:
+			}
+		}
+	}
+	proxy.set(true)
+	bgptest.WaitFor(t, 30*time.Second, "beta to take a block after the outage", func() (bool, string) {
+		req, _ := http.NewRequest("POST", beta.base+"/bhr/api/block", strings.NewReader(url.Values{"cidr": {"203.0.113.13"}, "source": {"t"}, "why": {"after"}, "duration": {"3600"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Token "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 201, resp.Status
+	})
+	want = append(want, netip.MustParsePrefix("203.0.113.13/32"))
+	for _, in := range insts {
+		in.router.WaitRIB(bgp.IPv4Unicast, 30*time.Second, want, nil)
+	}
+	bgptest.WaitFor(t, 30*time.Second, "alpha to take an unblock after the outage", func() (bool, string) {
+		req, _ := http.NewRequest("POST", alpha.base+"/bhr/api/unblock_now", strings.NewReader(url.Values{"cidr": {"203.0.113.11"}, "why": {"over"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Token "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status
+	})
+	want = want[1:]
+	for _, in := range insts {
+		in.router.WaitRIB(bgp.IPv4Unicast, 30*time.Second, want, nil)
+	}
 }
