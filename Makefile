@@ -1,5 +1,10 @@
-# bhrd — see README.md. Every target works on a fresh Debian machine with Go.
-GO        ?= go
+# bhrd — see README.md. Every target works on a fresh Debian 12 machine
+# with make: the go to use is found, or installed from Debian's packages,
+# by scripts/deps.sh (which says on the terminal what it installs), and
+# Go's toolchain switching fetches the release go.mod names. GO=... uses
+# another go.
+GO        ?= $$(./scripts/deps.sh go)
+export GOTOOLCHAIN ?= auto
 BIN       := bin/bhrd
 CONFIG    ?= configs/bhrd.yaml
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -11,7 +16,7 @@ STATICCHECK_VERSION ?= v0.8.2
 # _ROOT, _BIRD and _FRR=1 so that a missing part fails loudly.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build run test bench lint fuzz clean install verify-unit
+.PHONY: all build run test deps bench lint fuzz clean install verify-unit
 
 all: build
 
@@ -21,15 +26,25 @@ build:
 # Runs the daemon on the embedded store (state/bhrd.db) with the example
 # config until Ctrl-C.
 run: build
-	./$(BIN) serve -config $(CONFIG)
+	$(BIN) serve -config $(CONFIG)
 
-test:
+# Installs what the suite needs when it is missing (scripts/deps.sh test:
+# PostgreSQL's server, bird2, frr, memcached, ...; with sudo unless
+# root), then runs it.
+test: deps
+	@$(GO) version
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The set-up alone: a go, and the packages the tests use.
+deps:
+	@./scripts/deps.sh go >/dev/null
+	@./scripts/deps.sh test
 
 # Benchmarks behind the figures in docs/BENCHMARKS.md. They need
 # PostgreSQL (started by the test helper) and take several minutes.
 bench:
-	./scripts/bench.sh
+	@./scripts/deps.sh bench
+	PATH="$$(dirname $(GO)):$$PATH" ./scripts/bench.sh
 
 lint:
 	./scripts/check-tree.sh
