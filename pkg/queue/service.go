@@ -58,6 +58,7 @@ type Service struct {
 	maxIdents int
 	idleAfter time.Duration
 	instance  string
+	stats     statsCache
 }
 
 // WithMaxIdents caps how many idents the store may hold: a new ident
@@ -191,6 +192,7 @@ func NewService(store Store, policy Policy, clock Clock, opts ...Option) (*Servi
 		changed:  make(chan struct{}),
 		queued:   newQueueWake(),
 		events:   noEvents{},
+		stats:    statsCache{now: time.Now},
 		reserved: map[string]bool{},
 	}
 	for _, o := range opts {
@@ -970,11 +972,6 @@ func (s *Service) Query(ctx context.Context, cidr string, fn func(Block) error) 
 		return err
 	}
 	return s.ListBlocks(ctx, ListOptions{Filter: FilterAll, Within: p}, fn)
-}
-
-// Stats counts blocks by state.
-func (s *Service) Stats(ctx context.Context) (Stats, error) {
-	return s.store.Stats(ctx, s.Now())
 }
 
 // AddWhitelist stores a whitelist entry and updates the index. who is
