@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -336,5 +337,90 @@ func BenchmarkPGMBlock1000Idents(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
 		})
+	}
+}
+
+// BenchmarkPGDrainAfterMassDrain: the statistics of pending are taken
+// while it holds 100,000 rows of ident bgp1 (ANALYZE, as autoanalyze
+// would), then bgp1 drains them all (BlockQueue + SetBlocked, 200 per
+// batch, as an enforcer) and, with no vacuum in between (autovacuum off
+// for the table in this run; in production it runs at its own time),
+// 10 more drains of 10,000 new blocks each follow. Reported: the drain
+// rate of the mass drain and the slowest and fastest of the 10 later
+// ones, and the p99 of one SetBlocked of 200 over the later ones.
+// Target (issue #16 item 1): no later drain slower than the mass drain;
+// each >= 45,000 blocks/s.
+func BenchmarkPGDrainAfterMassDrain(b *testing.B) {
+	ctx := context.Background()
+	for b.Loop() {
+		s := benchStore(b)
+		if _, err := s.pool.Exec(ctx, `ALTER TABLE pending SET (autovacuum_enabled = false)`); err != nil {
+			b.Fatal(err)
+		}
+		next := 0
+		insert := func(n int) {
+			for done := 0; done < n; done += 1000 {
+				batch := make([]netip.Prefix, 0, 1000)
+				for range 1000 {
+					batch = append(batch, benchCIDR(next))
+					next++
+				}
+				if _, err := s.ApplyBlocks(ctx, batch, at(1), newBlockPlan(batch, at(1))); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		var marks, reads []time.Duration
+		drain := func() float64 {
+			t0 := time.Now()
+			n := 0
+			for {
+				r0 := time.Now()
+				q, err := s.BlockQueue(ctx, "bgp1", at(2), time.Time{}, 200)
+				if err != nil {
+					b.Fatal(err)
+				}
+				reads = append(reads, time.Since(r0))
+				if len(q) == 0 {
+					return float64(n) / time.Since(t0).Seconds()
+				}
+				ids := make([]int64, len(q))
+				for i, it := range q {
+					ids[i] = it.ID
+				}
+				m0 := time.Now()
+				if _, err := s.SetBlocked(ctx, "bgp1", ids, at(2)); err != nil {
+					b.Fatal(err)
+				}
+				marks = append(marks, time.Since(m0))
+				n += len(q)
+			}
+		}
+		insert(100_000)
+		if _, err := s.pool.Exec(ctx, `ANALYZE pending`); err != nil {
+			b.Fatal(err)
+		}
+		mass := drain()
+		marks, reads = marks[:0], reads[:0]
+		slowest, fastest := 0.0, 0.0
+		for i := range 10 {
+			insert(10_000)
+			r := drain()
+			if i == 0 || r < slowest {
+				slowest = r
+			}
+			if r > fastest {
+				fastest = r
+			}
+		}
+		b.ReportMetric(mass, "mass-drain/s")
+		b.ReportMetric(slowest, "slowest-later-drain/s")
+		b.ReportMetric(fastest, "fastest-later-drain/s")
+		slices.Sort(marks)
+		b.ReportMetric(float64(marks[len(marks)*99/100])/float64(time.Millisecond), "set_blocked-p99-ms")
+		b.ReportMetric(float64(marks[len(marks)/2])/float64(time.Millisecond), "set_blocked-p50-ms")
+		slices.Sort(reads)
+		b.ReportMetric(float64(reads[len(reads)/2])/float64(time.Millisecond), "queue-read-p50-ms")
+		b.ReportMetric(float64(reads[len(reads)*99/100])/float64(time.Millisecond), "queue-read-p99-ms")
 	}
 }

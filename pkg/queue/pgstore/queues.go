@@ -350,7 +350,11 @@ WITH req AS (
 	ON CONFLICT (block_id, ident) DO NOTHING
 	RETURNING block_id
 ), dq AS (
-	DELETE FROM pending p USING b WHERE p.ident = $1 AND p.block_id = b.id
+	-- Keyed: one probe of the primary key per id, whatever the
+	-- statistics say (a join with b was planned as a scan of every
+	-- pending row of the ident when they described a queue emptied but
+	-- not vacuumed). An unknown id aborts the statement in chk.
+	DELETE FROM pending WHERE ident = $1 AND block_id = ANY($2::int8[])
 )
 SELECT x.id, x.cidr, x.added FROM chk LEFT JOIN LATERAL (
 	SELECT b.id, b.cidr, b.added FROM ins JOIN b ON b.id = ins.block_id
