@@ -53,7 +53,14 @@ func TestOneOwnerPerIdent(t *testing.T) {
 	}
 	r.WaitRIB(bgp.IPv4Unicast, 10*time.Second, want, blackholeCheck(nextHopV4))
 
-	beta := startApp(t, app.Options{Config: cfg("beta", true)})
+	// beta speaks from an address of its own, as a second host would
+	// (two speakers from one address collide at the router).
+	betaAddr := netip.MustParseAddr("127.0.0.3")
+	r.AddPeer(speakerASN, bgptest.PeerOptions{Address: betaAddr})
+	bc := cfg("beta", true)
+	bsec := bgpplane.SectionOf(bc)
+	bsec.Peers[0].LocalAddress = betaAddr
+	beta := startApp(t, app.Options{Config: bgpplane.WithSection(bc, bsec)})
 	status := func(a *app.App) enforcer.Status { return a.EnforcerStatus()[0] }
 	t.Cleanup(func() {
 		if !t.Failed() {
@@ -124,7 +131,6 @@ func TestOneOwnerPerIdent(t *testing.T) {
 		st := status(beta)
 		return !st.Standby && st.Reconciled, fmt.Sprintf("%+v", st)
 	})
-	r.WaitEstablished(20 * time.Second)
 	r.WaitRIB(bgp.IPv4Unicast, 20*time.Second, want, blackholeCheck(nextHopV4))
 	cb.block("198.51.100.40", "3600")
 	want = append(want, netip.MustParsePrefix("198.51.100.40/32"))
