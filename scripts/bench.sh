@@ -26,6 +26,9 @@ run go test -run '^$' -bench 'LongPollsNewIdents' -benchtime 1x -timeout 30m ./p
 run go test -count=1 -run '^$' -bench 'LoginUnderFlood' -benchtime 1x -timeout 5m ./pkg/api/
 run go test -count=1 -run '^$' -bench 'BlockUnblockLoad' -benchtime 1x -timeout 10m ./pkg/api/
 run go test -count=1 -run '^$' -bench 'ParkedPollsCPU' -benchtime 20x -timeout 10m ./pkg/api/
+run go test -count=1 -run '^$' -bench 'UnblockNowParkedPolls' -benchtime 1x -timeout 10m ./pkg/api/
+run go test -count=1 -run '^$' -bench 'Stats1M' -benchtime 1x -timeout 30m ./pkg/api/
+run go test -count=1 -run '^$' -bench 'DrainAfterMassDrain' -benchtime 1x -timeout 10m ./pkg/queue/pgstore/
 
 say "## HTTP API (pkg/api, loopback, keep-alive clients, both stores)"
 run go test -run '^$' -bench '^Benchmark(Block|MBlock|MBlockSeq|QueueIdle|LongPollWake)$' -benchtime 5s -timeout 30m ./pkg/api/

@@ -207,6 +207,7 @@ func (p *pollers) answered() { p.expect("answered") }
 
 func (p *pollers) stop() {
 	p.in.Close()
+	_ = p.cmd.Process.Kill() // its polls may still be parked
 	_ = p.cmd.Wait()
 }
 
@@ -287,4 +288,85 @@ func TestParkedPollerHelper(t *testing.T) {
 		}
 		fmt.Println("answered")
 	}
+}
+
+// BenchmarkUnblockNowParkedPolls: sequential api/unblock_now of
+// existing blocks for 3 s with no poll parked, then with 500 long polls
+// over 10 idents parked (in a child process). Reported: unblocks/s of
+// each. An unblock_now gives block queues no work, so the polls must not
+// cost it anything (issue #16 item 3: before, every change woke every
+// poll, and 500 parked polls cut 1,407/s to 70/s).
+func BenchmarkUnblockNowParkedPolls(b *testing.B) {
+	const idents, per, blocks = 10, 50, 20000
+	forStores(b, func(e *env) {
+		var reqs []queue.BlockRequest
+		for i := range blocks {
+			reqs = append(reqs, queue.BlockRequest{CIDR: fmt.Sprintf("10.200.%d.%d", i/256, i%256), Who: "bench", Source: "bench", Why: "unblock", Duration: "1d", Extend: true})
+			if len(reqs) == 1000 {
+				if _, err := e.svc.MBlock(e.ctx, reqs); err != nil {
+					e.t.Fatal(err)
+				}
+				reqs = reqs[:0]
+			}
+		}
+	}, func(b *testing.B, e *env) {
+		client := benchClient(2)
+		next := 0
+		unblock := func(d time.Duration) float64 {
+			n := 0
+			end := time.Now().Add(d)
+			for time.Now().Before(end) && next < blocks {
+				form := url.Values{"cidr": {fmt.Sprintf("10.200.%d.%d", next/256, next%256)}, "why": {"bench"}}
+				next++
+				req, _ := http.NewRequest("POST", e.srv.URL+"/bhr/api/unblock_now", strings.NewReader(form.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("Authorization", "Token "+e.tokens[auth.RoleUser])
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Fatalf("unblock_now: %d", resp.StatusCode)
+				}
+				n++
+			}
+			return float64(n) / d.Seconds()
+		}
+		// Every ident exists and has nothing queued, so the polls park.
+		for i := range idents {
+			ident := fmt.Sprintf("park%d", i)
+			for {
+				items, err := e.svc.BlockQueue(e.ctx, ident, time.Time{}, queue.QueueLimit)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(items) == 0 {
+					break
+				}
+				ids := make([]int64, len(items))
+				for k, it := range items {
+					ids[k] = it.ID
+				}
+				if err := e.svc.SetBlocked(e.ctx, ident, ids); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ResetTimer()
+		for range b.N {
+			alone := unblock(3 * time.Second)
+			child := startPollers(b, e.srv.URL, e.tokens[auth.RoleBlockManager], idents, per, "")
+			child.park()
+			waitFor(b, "every poll to park", func() bool { return e.api.Waiting() == idents*per })
+			parked := unblock(3 * time.Second)
+			if w := e.api.Waiting(); w != idents*per {
+				b.Fatalf("unblocks left %d of %d polls parked", w, idents*per)
+			}
+			child.stop()
+			b.ReportMetric(alone, "unblocks/s")
+			b.ReportMetric(parked, "unblocks-500-parked/s")
+		}
+	})
 }
