@@ -78,6 +78,23 @@ func (p *pgProxy) set(up bool) {
 	}
 }
 
+// postUntil POSTs form to u with token until it answers want, for up to
+// timeout (the store may still be coming back).
+func postUntil(t *testing.T, client *http.Client, u, token string, form url.Values, want int, timeout time.Duration, what string) {
+	t.Helper()
+	bgptest.WaitFor(t, timeout, what, func() (bool, string) {
+		req, _ := http.NewRequest("POST", u, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Token "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == want, resp.Status
+	})
+}
+
 // proxiedDatabase is a new test database reached through a pgProxy
 // (down until set up): the proxy and the URL through it.
 func proxiedDatabase(t *testing.T) (*pgProxy, *url.URL) {
@@ -184,17 +201,8 @@ enforcers: [{ident: %s, type: bgp}]
 		t.Errorf("/readyz during the outage: %d, want 503", st)
 	}
 	proxy.set(true)
-	bgptest.WaitFor(t, 30*time.Second, "a block to be taken after the outage", func() (bool, string) {
-		req, _ := http.NewRequest("POST", base+"/bhr/api/block", strings.NewReader(url.Values{"cidr": {"203.0.113.3"}, "source": {"t"}, "why": {"after"}, "duration": {"3600"}}.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Authorization", "Token "+token)
-		resp, err := client.Do(req)
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 201, resp.Status
-	})
+	postUntil(t, client, base+"/bhr/api/block", token, url.Values{"cidr": {"203.0.113.3"}, "source": {"t"}, "why": {"after"}, "duration": {"3600"}},
+		201, 30*time.Second, "a block to be taken after the outage")
 	r.WaitRIB(bgp.IPv4Unicast, 20*time.Second, append(want, netip.MustParsePrefix("203.0.113.3/32")), nil)
 }
 
@@ -269,32 +277,14 @@ enforcers: [{ident: bgp-%s, type: bgp}]
 		}
 	}
 	proxy.set(true)
-	bgptest.WaitFor(t, 30*time.Second, "beta to take a block after the outage", func() (bool, string) {
-		req, _ := http.NewRequest("POST", beta.base+"/bhr/api/block", strings.NewReader(url.Values{"cidr": {"203.0.113.13"}, "source": {"t"}, "why": {"after"}, "duration": {"3600"}}.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Authorization", "Token "+token)
-		resp, err := client.Do(req)
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 201, resp.Status
-	})
+	postUntil(t, client, beta.base+"/bhr/api/block", token, url.Values{"cidr": {"203.0.113.13"}, "source": {"t"}, "why": {"after"}, "duration": {"3600"}},
+		201, 30*time.Second, "beta to take a block after the outage")
 	want = append(want, netip.MustParsePrefix("203.0.113.13/32"))
 	for _, in := range insts {
 		in.router.WaitRIB(bgp.IPv4Unicast, 30*time.Second, want, nil)
 	}
-	bgptest.WaitFor(t, 30*time.Second, "alpha to take an unblock after the outage", func() (bool, string) {
-		req, _ := http.NewRequest("POST", alpha.base+"/bhr/api/unblock_now", strings.NewReader(url.Values{"cidr": {"203.0.113.11"}, "why": {"over"}}.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Authorization", "Token "+token)
-		resp, err := client.Do(req)
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, resp.Status
-	})
+	postUntil(t, client, alpha.base+"/bhr/api/unblock_now", token, url.Values{"cidr": {"203.0.113.11"}, "why": {"over"}},
+		200, 30*time.Second, "alpha to take an unblock after the outage")
 	want = want[1:]
 	for _, in := range insts {
 		in.router.WaitRIB(bgp.IPv4Unicast, 30*time.Second, want, nil)

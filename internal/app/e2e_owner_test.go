@@ -57,10 +57,7 @@ func TestOneOwnerPerIdent(t *testing.T) {
 	// (two speakers from one address collide at the router).
 	betaAddr := netip.MustParseAddr("127.0.0.3")
 	r.AddPeer(speakerASN, bgptest.PeerOptions{Address: betaAddr})
-	bc := cfg("beta", true)
-	bsec := bgpplane.SectionOf(bc)
-	bsec.Peers[0].LocalAddress = betaAddr
-	beta := startApp(t, app.Options{Config: bgpplane.WithSection(bc, bsec)})
+	beta := startApp(t, app.Options{Config: fromAddress(cfg("beta", true), betaAddr)})
 	status := func(a *app.App) enforcer.Status { return a.EnforcerStatus()[0] }
 	t.Cleanup(func() {
 		if !t.Failed() {
@@ -168,11 +165,7 @@ func TestOneOwnerPerIdent(t *testing.T) {
 	// The router keeps every route, from alpha.
 	second := netip.MustParseAddr("127.0.0.2")
 	r.AddPeer(speakerASN, bgptest.PeerOptions{Address: second})
-	ac := cfg("alpha", true)
-	sec := bgpplane.SectionOf(ac)
-	sec.Peers[0].LocalAddress = second
-	ac = bgpplane.WithSection(ac, sec)
-	alpha = startApp(t, app.Options{Config: ac})
+	alpha = startApp(t, app.Options{Config: fromAddress(cfg("alpha", true), second)})
 	bgptest.WaitFor(t, 10*time.Second, "alpha to stand by for beta", func() (bool, string) {
 		st := status(alpha)
 		return st.Standby && st.Owner == "beta", fmt.Sprintf("%+v", st)
@@ -200,6 +193,15 @@ func TestOneOwnerPerIdent(t *testing.T) {
 	cb.block("198.51.100.41", "3600")
 	want = append(want, netip.MustParsePrefix("198.51.100.41/32"))
 	r.WaitRIB(bgp.IPv4Unicast, 10*time.Second, want, blackholeCheck(nextHopV4))
+}
+
+// fromAddress makes c's BGP sessions start from addr (a host of its own).
+func fromAddress(c config.Config, addr netip.Addr) config.Config {
+	sec := bgpplane.SectionOf(c)
+	for i := range sec.Peers {
+		sec.Peers[i].LocalAddress = addr
+	}
+	return bgpplane.WithSection(c, sec)
 }
 
 // TestSurvivorShowsLaggingIdents: with the owner of bgp1 down, another
