@@ -274,6 +274,7 @@ func (e *Enforcer) standBy(holder string) {
 		}
 		e.mu.Lock()
 		e.installed = map[netip.Prefix]int{}
+		e.status.Reconciled = false // the backend no longer follows the store
 		e.mu.Unlock()
 	}
 	e.settledOnce.Do(func() { close(e.settled) })
