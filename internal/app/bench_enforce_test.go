@@ -423,3 +423,32 @@ func benchExpiry10k(b *testing.B, driver string) {
 		b.Errorf("%d of %d withdrawn more than 1 s after their end", late, n)
 	}
 }
+
+// BenchmarkRestartToEstablished: bhrd started against a GoBGP router
+// (a graceful-restart helper, as in the restart tests), stopped, and
+// started again twice: the time from app.Start to the router's session
+// being established, first start and restarts. Issue 16 item 5 asks
+// which side waits after a restart: see docs/BENCHMARKS.md.
+func BenchmarkRestartToEstablished(b *testing.B) {
+	for b.Loop() {
+		r := bgptest.NewRouter(b, routerASN)
+		r.AddPeer(speakerASN, bgptest.PeerOptions{GracefulRestart: true})
+		cfg := bgpConfig(b, b.TempDir(), r.Port)
+		var first, restart time.Duration
+		for i := range 3 {
+			t0 := time.Now()
+			a := startApp(b, app.Options{Config: cfg, Logger: bgptest.Logger(b)})
+			r.WaitEstablished(60 * time.Second)
+			d := time.Since(t0)
+			if i == 0 {
+				first = d
+			} else {
+				restart = max(restart, d)
+			}
+			stopApp(b, a)
+			r.WaitDown(30 * time.Second)
+		}
+		b.ReportMetric(first.Seconds(), "first-s")
+		b.ReportMetric(restart.Seconds(), "restart-max-s")
+	}
+}
