@@ -35,6 +35,15 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$api/bhr/api/stats" >/dev/nul
 ./bin/bhrd user add -config "$work/bhrd.yaml" -username bench -role admin >/dev/null 2>&1
 TOKEN=$(./bin/bhrd token create -config "$work/bhrd.yaml" -username bench 2>/dev/null)
 (cd "$BENCH" && go build -o "$work/bhrbench" .)
+# Issue 16's HTTP floor: the same client against a trivial Go server
+# (scripts/httpfloor), so that ingest-seq below reads against it.
+go build -o "$work/httpfloor" ./scripts/httpfloor
+floor=$((api + 1))
+"$work/httpfloor" -listen "127.0.0.1:$floor" &
+floor_pid=$!
+sleep 0.3
+echo "HTTP floor (scripts/httpfloor): $("$work/bhrbench" -url "http://127.0.0.1:$floor" -token x -scenario ingest-seq -n 20000 2>&1 | awk '/ingest-seq.rate/ {r=$2} /lat_p50/ {p=$2} END {print r " blocks/s, p50 " p " ms"}')"
+kill "$floor_pid"
 echo "\$ bhrbench -url http://127.0.0.1:$api -scenario all ${BHRBENCH_ARGS:-}"
 "$work/bhrbench" -url "http://127.0.0.1:$api" -token "$TOKEN" -scenario all ${BHRBENCH_ARGS:-}
 echo "bhrd peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$bhrd_pid/status)"
