@@ -119,6 +119,10 @@ func (a *API) getBlockQueue(c *gin.Context) {
 	}
 }
 
+// sharedReadTimeout bounds a shared block-queue read (a read takes
+// milliseconds; a store that hangs must not hold the waiters forever).
+const sharedReadTimeout = 30 * time.Second
+
 // queueRead is one read of a block queue, rendered.
 type queueRead struct {
 	items []queue.QueueItem
@@ -141,7 +145,10 @@ func (a *API) readQueue(ctx context.Context, ident string, since time.Time, pref
 		// Holding wake keeps its address, part of the key, from being
 		// reused by a newer wake-up while this read is in flight.
 		defer runtime.KeepAlive(wake)
-		items, err := a.svc.BlockQueue(context.WithoutCancel(ctx), ident, since, queue.QueueLimit)
+		// Bounded, since no caller's going away cancels it.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedReadTimeout)
+		defer cancel()
+		items, err := a.svc.BlockQueue(rctx, ident, since, queue.QueueLimit)
 		if err != nil {
 			return nil, err
 		}

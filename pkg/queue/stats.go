@@ -23,6 +23,7 @@ const (
 	statsSlow       = 10 * time.Millisecond
 	statsHoldFactor = 10
 	statsHoldMax    = 10 * time.Second
+	statsTimeout    = 2 * time.Minute
 )
 
 type statsCache struct {
@@ -107,6 +108,11 @@ func (c *statsCache) run(s *Service, ctx context.Context, call *statsCall) {
 		c.mu.Unlock()
 		close(call.done)
 	}()
+	// Bounded: no caller's going away cancels a shared count, and a
+	// count that never ended would leave every later caller waiting (or
+	// a large table's result never refreshed).
+	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
 	call.val, call.err = s.store.Stats(ctx, s.Now())
 	finished = true
 }
