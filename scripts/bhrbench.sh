@@ -44,6 +44,13 @@ floor_pid=$!
 sleep 0.3
 echo "HTTP floor (scripts/httpfloor): $("$work/bhrbench" -url "http://127.0.0.1:$floor" -token x -scenario ingest-seq -n 20000 2>&1 | awk '/ingest-seq.rate/ {r=$2} /lat_p50/ {p=$2} END {print r " blocks/s, p50 " p " ms"}')"
 kill "$floor_pid"
+# The commit floor on the same cluster: one-row durable inserts, one
+# client, as bhrd's sequential ingest commits one block per request.
+as_pg "$PGBIN/psql" -q -h "$work" -p "$port" -U postgres -d bhrd -c 'CREATE TABLE floor (id bigserial PRIMARY KEY, x int)'
+echo 'INSERT INTO floor (x) VALUES (1);' > "$work/floor.sql"
+chmod 644 "$work/floor.sql"
+echo "commit floor (pgbench, 1 client, 5 s): $(as_pg "$PGBIN/pgbench" -n -h "$work" -p "$port" -U postgres -c 1 -T 5 -f "$work/floor.sql" bhrd 2>/dev/null | awk '/^tps/ {print $3 " commits/s"}')"
+as_pg "$PGBIN/psql" -q -h "$work" -p "$port" -U postgres -d bhrd -c 'DROP TABLE floor'
 echo "\$ bhrbench -url http://127.0.0.1:$api -scenario all ${BHRBENCH_ARGS:-}"
 "$work/bhrbench" -url "http://127.0.0.1:$api" -token "$TOKEN" -scenario all ${BHRBENCH_ARGS:-}
 echo "bhrd peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$bhrd_pid/status)"
