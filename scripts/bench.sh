@@ -29,6 +29,7 @@ run go test -count=1 -run '^$' -bench 'ParkedPollsCPU' -benchtime 20x -timeout 1
 run go test -count=1 -run '^$' -bench 'UnblockNowParkedPolls' -benchtime 1x -timeout 10m ./pkg/api/
 run go test -count=1 -run '^$' -bench 'Stats1M' -benchtime 1x -timeout 30m ./pkg/api/
 run go test -count=1 -run '^$' -bench 'DrainAfterMassDrain' -benchtime 1x -timeout 10m ./pkg/queue/pgstore/
+run go test -count=1 -run '^$' -bench 'PGUnblockNowQueued' -benchtime 5000x -count 2 ./pkg/queue/pgstore/
 
 say "## HTTP API (pkg/api, loopback, keep-alive clients, both stores)"
 run go test -run '^$' -bench '^Benchmark(Block|MBlock|MBlockSeq|QueueIdle|LongPollWake)$' -benchtime 5s -timeout 30m ./pkg/api/

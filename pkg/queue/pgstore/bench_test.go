@@ -424,3 +424,31 @@ func BenchmarkPGDrainAfterMassDrain(b *testing.B) {
 		b.ReportMetric(float64(reads[len(reads)*99/100])/float64(time.Millisecond), "queue-read-p99-ms")
 	}
 }
+
+// BenchmarkPGUnblockNowQueued: one UnblockNow after another with 20,000
+// expected blocks queued for two idents that have not drained them (a
+// lagging or stopped enforcer). Issue 16: unblock_now >= 3,000/s.
+func BenchmarkPGUnblockNowQueued(b *testing.B) {
+	ctx := context.Background()
+	s := benchStore(b)
+	const n = 20000
+	all := make([]netip.Prefix, 0, n)
+	for i := 0; i < n; i += 1000 {
+		batch := make([]netip.Prefix, 0, 1000)
+		for k := range 1000 {
+			batch = append(batch, benchCIDR(i+k))
+		}
+		all = append(all, batch...)
+		if _, err := s.ApplyBlocks(ctx, batch, at(1), newBlockPlan(batch, at(1))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	i := 0
+	for b.Loop() {
+		if _, err := s.UnblockNow(ctx, all[i%n], at(2), "bench", "bench"); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "unblocks/s")
+}

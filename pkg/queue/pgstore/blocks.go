@@ -452,9 +452,15 @@ func readInserted(rows pgx.Rows, inserts []queue.Block, now time.Time) ([]queue.
 	return inserted, rows.Err()
 }
 
-var sqlUnblockNow = `
+// sqlUnblockNowWith is the unblock_now statement with the removal from
+// the block queues given (dq).
+func sqlUnblockNowWith(match, dq string) string {
+	return `
 WITH t AS (
-	SELECT b.id FROM blocks b WHERE b.cidr = $1 AND ` + expectedAt("$2") + ` ORDER BY b.id FOR UPDATE
+	-- "IS TRUE" keeps the planner on the cidr index: matched against the
+	-- partial index of expected blocks, it also read every expected
+	-- block's entry of that index (0.3 ms at 20,000).
+	SELECT b.id FROM blocks b WHERE ` + match + ` AND ` + expectedAt("$2") + ` IS TRUE ORDER BY b.id FOR UPDATE
 ), ub AS (
 	UPDATE blocks b SET forced_unblock = true, unblock_at = $2, unblock_who = $3, unblock_why = $4
 	FROM t WHERE b.id = t.id
@@ -462,9 +468,22 @@ WITH t AS (
 ), ue AS (
 	UPDATE entries e SET unblock_at = $2 FROM t WHERE e.block_id = t.id AND e.removed IS NULL
 ), dq AS (
-	DELETE FROM pending p USING t, idents i WHERE p.ident = i.name AND p.block_id = t.id
+	` + dq + `
 )
 SELECT ` + blockCols + `, pg_notify('` + Channel + `', 'blocks')::text FROM ub ORDER BY id DESC`
+}
+
+// One cidr: its block's rows leave the queues by primary key, one probe
+// per ident (pending has no index on block_id alone): the LATERAL ...
+// OFFSET 0 keeps each probe a parameterized index scan, and the delete
+// goes by the rows' ctids (pending rows are never updated). As a join,
+// the planner, estimating hundreds of idents in a small, never analyzed
+// table, scanned every pending row: 3.9 ms an unblock_now with 35,000
+// rows queued.
+var sqlUnblockNow = sqlUnblockNowWith("b.cidr = $1",
+	`DELETE FROM pending WHERE ctid = ANY(ARRAY(
+		SELECT q.ctid FROM t CROSS JOIN idents i CROSS JOIN LATERAL (
+			SELECT p.ctid FROM pending p WHERE p.ident = i.name AND p.block_id = t.id OFFSET 0) q))`)
 
 // UnblockNow implements queue.Store in one round trip. Should several
 // expected blocks share the cidr (the Service never makes that), all are
@@ -514,7 +533,10 @@ func scanUnblocked(out *[]queue.Block) func(pgx.Rows) error {
 	}
 }
 
-var sqlUnblockNowMulti = strings.Replace(sqlUnblockNow, "b.cidr = $1", "b.cidr = ANY($1::cidr[])", 1)
+// Many cidrs: blocks × idents probes could outnumber the rows queued, so
+// the planner may join.
+var sqlUnblockNowMulti = sqlUnblockNowWith("b.cidr = ANY($1::cidr[])",
+	`DELETE FROM pending p USING t, idents i WHERE p.ident = i.name AND p.block_id = t.id`)
 
 // UnblockNowMulti implements queue.Store in one transaction: the bulk
 // lock shared and every cidr's lock, in key order (two bulk unblocks can
