@@ -18,7 +18,6 @@ import (
 	"github.com/bhrd/bhrd/internal/app"
 	"github.com/bhrd/bhrd/internal/bgptest"
 	"github.com/bhrd/bhrd/internal/pgtest"
-	"github.com/bhrd/bhrd/pkg/config"
 )
 
 // Benchmarks of enforcement, end to end: HTTP or store → enforcer → GoBGP
@@ -368,7 +367,7 @@ func benchExpiry10k(b *testing.B, driver string) {
 	})
 	cfg := bgpConfig(b, b.TempDir(), r.Port)
 	if driver == "postgres" {
-		cfg.Store = config.Store{Driver: "postgres", URL: pgtest.NewDatabase(b), MaxIdents: 1000, IdentIdleAfter: time.Hour}
+		cfg.Store = pgStore(pgtest.NewDatabase(b))
 	}
 	a := startApp(b, app.Options{Config: cfg, Logger: bgptest.Logger(b)})
 	api := newClient(b, a.APIAddr(), newToken(b, a.Store()))

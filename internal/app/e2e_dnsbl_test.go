@@ -31,7 +31,7 @@ func dnsblConfig(t testing.TB, dir, driver string) (config.Config, string) {
 	case "sqlite":
 		c.Store.Path = filepath.Join(dir, "bhrd.db")
 	case "postgres":
-		c.Store = config.Store{Driver: "postgres", URL: pgtest.NewDatabase(t), MaxIdents: 1000, IdentIdleAfter: time.Hour}
+		c.Store = pgStore(pgtest.NewDatabase(t))
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", bgptest.FreePort(t))
 	c.Enforcers = []config.Enforcer{{Ident: "dnsbl1", Type: "dnsbl", Settings: dnsblplane.Settings{

@@ -65,6 +65,12 @@ func bgpConfig(t testing.TB, dir string, peerPort int) config.Config {
 	return c
 }
 
+// pgStore is the store section of a bhrd on the PostgreSQL database at
+// url (several test instances may share one).
+func pgStore(url string) config.Store {
+	return config.Store{Driver: "postgres", URL: url, MaxIdents: 1000, IdentIdleAfter: time.Hour}
+}
+
 // startApp builds and starts bhrd in-process; it stops with the test.
 func startApp(t testing.TB, opts app.Options) *app.App {
 	t.Helper()

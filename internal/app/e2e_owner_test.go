@@ -37,7 +37,7 @@ func TestOneOwnerPerIdent(t *testing.T) {
 	cfg := func(instance string, enforcers bool) config.Config {
 		c := bgpConfig(t, t.TempDir(), r.Port)
 		c.Instance = instance
-		c.Store = config.Store{Driver: "postgres", URL: url, MaxIdents: 1000, IdentIdleAfter: time.Hour}
+		c.Store = pgStore(url)
 		if !enforcers {
 			c.Enforcers = nil
 		}
@@ -214,7 +214,7 @@ func TestSurvivorShowsLaggingIdents(t *testing.T) {
 	cfg := func(instance string) config.Config {
 		c := bgpConfig(t, t.TempDir(), r.Port)
 		c.Instance = instance
-		c.Store = config.Store{Driver: "postgres", URL: url, MaxIdents: 1000, IdentIdleAfter: time.Hour}
+		c.Store = pgStore(url)
 		return c
 	}
 	alpha := startApp(t, app.Options{Config: cfg("alpha")})
@@ -266,7 +266,7 @@ func TestRevocationAcrossInstances(t *testing.T) {
 		c.Instance = instance
 		c.Log.Level = "warn"
 		c.API.Listen = "127.0.0.1:0"
-		c.Store = config.Store{Driver: "postgres", URL: url, MaxIdents: 1000, IdentIdleAfter: time.Hour}
+		c.Store = pgStore(url)
 		return c
 	}
 	alpha := startApp(t, app.Options{Config: cfg("alpha")})

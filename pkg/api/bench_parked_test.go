@@ -23,7 +23,7 @@ import (
 // BenchmarkParkedPollsCPU: the server's CPU time (user + system, of the
 // whole process, getrusage) for one request while 1,000 long polls over
 // 10 idents are parked. The polls run in a child process (this test
-// binary, re-run as TestParkedPollerHelper), so that their client side
+// binary, re-run as parkedPoller by TestMain), so that their client side
 // is not counted. Reported per store:
 //   - idle-block-cpu-ms: a block POST with no poll parked, the floor;
 //   - nowork-block-cpu-ms: a block POST while the 1,000 polls ask for
@@ -167,7 +167,7 @@ type pollers struct {
 // added_since, and then the polls are sent but their answers not waited
 // for.
 func startPollers(t testing.TB, base, token string, idents, per int, since string) *pollers {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestParkedPollerHelper$", "-test.v=false")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "BHRD_POLLER_URL="+base, "BHRD_POLLER_TOKEN="+token,
 		"BHRD_POLLER_IDENTS="+strconv.Itoa(idents), "BHRD_POLLER_PER="+strconv.Itoa(per), "BHRD_POLLER_SINCE="+since)
 	cmd.Stderr = os.Stderr
@@ -211,21 +211,21 @@ func (p *pollers) stop() {
 	_ = p.cmd.Wait()
 }
 
-// TestParkedPollerHelper is BenchmarkParkedPollsCPU's child: idents ×
-// per keep-alive connections; at each "park" on stdin each sends one
-// long poll, and once all are answered (with a block) it says
-// "answered" (with BHRD_POLLER_SINCE set, it sends them and waits for
-// nothing). It does nothing unless started by the benchmark.
-func TestParkedPollerHelper(t *testing.T) {
-	base := os.Getenv("BHRD_POLLER_URL")
-	if base == "" {
-		return
+// parkedPoller is BenchmarkParkedPollsCPU's child (TestMain runs it when
+// BHRD_POLLER_URL is set): idents × per keep-alive connections; at each
+// "park" on stdin each sends one long poll, and once all are answered
+// (with a block) it says "answered" (with BHRD_POLLER_SINCE set, it sends
+// them and waits for nothing). It returns the process's exit status.
+func parkedPoller(base string) int {
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, "poller:", err)
+		return 1
 	}
 	idents, _ := strconv.Atoi(os.Getenv("BHRD_POLLER_IDENTS"))
 	per, _ := strconv.Atoi(os.Getenv("BHRD_POLLER_PER"))
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	type conn struct {
 		c   net.Conn
@@ -241,7 +241,7 @@ func TestParkedPollerHelper(t *testing.T) {
 	for i := range conns {
 		c, err := net.Dial("tcp", u.Host)
 		if err != nil {
-			t.Fatal(err)
+			return fail(err)
 		}
 		conns[i] = &conn{c: c, r: bufio.NewReader(c), req: fmt.Sprintf("GET /bhr/api/queue/park%d?%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Token %s\r\n\r\n",
 			i%idents, query, u.Host, os.Getenv("BHRD_POLLER_TOKEN"))}
@@ -252,42 +252,42 @@ func TestParkedPollerHelper(t *testing.T) {
 		if since != "" {
 			for _, c := range conns {
 				if _, err := io.WriteString(c.c, c.req); err != nil {
-					t.Fatal(err)
+					return fail(err)
 				}
 			}
 			continue
 		}
 		var wg sync.WaitGroup
-		fail := make(chan error, len(conns))
+		failed := make(chan error, len(conns))
 		for _, c := range conns {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				if _, err := io.WriteString(c.c, c.req); err != nil {
-					fail <- err
+					failed <- err
 					return
 				}
 				resp, err := http.ReadResponse(c.r, nil)
 				if err != nil {
-					fail <- err
+					failed <- err
 					return
 				}
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 200 || !strings.Contains(string(body), `"cidr"`) {
-					fail <- fmt.Errorf("poll answered %d %s", resp.StatusCode, body)
+					failed <- fmt.Errorf("poll answered %d %s", resp.StatusCode, body)
 				}
 			}()
 		}
 		wg.Wait()
 		select {
-		case err := <-fail:
-			fmt.Fprintln(os.Stderr, "poller:", err)
-			os.Exit(1)
+		case err := <-failed:
+			return fail(err)
 		default:
 		}
 		fmt.Println("answered")
 	}
+	return 0
 }
 
 // BenchmarkUnblockNowParkedPolls: sequential api/unblock_now of
@@ -298,6 +298,9 @@ func TestParkedPollerHelper(t *testing.T) {
 // poll, and 500 parked polls cut 1,407/s to 70/s).
 func BenchmarkUnblockNowParkedPolls(b *testing.B) {
 	const idents, per, blocks = 10, 50, 20000
+	// The next block to unblock, per store: the benchmark function runs
+	// more than once (b.N = 1 first) over the same blocks.
+	nextOf := map[*env]int{}
 	forStores(b, func(e *env) {
 		var reqs []queue.BlockRequest
 		for i := range blocks {
@@ -311,7 +314,8 @@ func BenchmarkUnblockNowParkedPolls(b *testing.B) {
 		}
 	}, func(b *testing.B, e *env) {
 		client := benchClient(2)
-		next := 0
+		next := nextOf[e]
+		defer func() { nextOf[e] = next }()
 		unblock := func(d time.Duration) float64 {
 			n := 0
 			end := time.Now().Add(d)
@@ -325,12 +329,15 @@ func BenchmarkUnblockNowParkedPolls(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
+				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 200 {
-					b.Fatalf("unblock_now: %d", resp.StatusCode)
+					b.Fatalf("unblock_now %s: %d %s", form.Get("cidr"), resp.StatusCode, body)
 				}
 				n++
+			}
+			if next >= blocks {
+				b.Fatalf("ran out of the %d blocks to unblock: run it with -benchtime 1x", blocks)
 			}
 			return float64(n) / d.Seconds()
 		}

@@ -30,7 +30,12 @@ import (
 	"github.com/bhrd/bhrd/pkg/queue/sqlitestore"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	if base := os.Getenv("BHRD_POLLER_URL"); base != "" {
+		os.Exit(parkedPoller(base)) // a benchmark's child process
+	}
+	os.Exit(pgtest.Main(m))
+}
 
 // testStore is what both stores are.
 type testStore interface {

@@ -222,10 +222,9 @@ func (e *Enforcer) Run(ctx context.Context) error {
 			// The store is unreachable: what is enforced stays (as in
 			// any store outage) until ownership can be asked again.
 			e.fail("own ident", err)
-			if !sleepCtx(ctx, backoff) {
+			if !e.backOff(ctx, &backoff) {
 				return ctx.Err()
 			}
-			backoff = min(backoff*2, e.cfg.MaxBackoff)
 			continue
 		}
 		backoff = e.cfg.MinBackoff
@@ -293,10 +292,9 @@ func (e *Enforcer) run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		e.fail("reconcile", err)
-		if !sleepCtx(ctx, backoff) {
+		if !e.backOff(ctx, &backoff) {
 			return ctx.Err()
 		}
-		backoff = min(backoff*2, e.cfg.MaxBackoff)
 	}
 	backoff = e.cfg.MinBackoff
 	for {
@@ -313,10 +311,9 @@ func (e *Enforcer) run(ctx context.Context) error {
 		}
 		if err != nil {
 			e.fail("apply", err)
-			if !sleepCtx(ctx, backoff) {
+			if !e.backOff(ctx, &backoff) {
 				return ctx.Err()
 			}
-			backoff = min(backoff*2, e.cfg.MaxBackoff)
 			continue
 		}
 		backoff = e.cfg.MinBackoff
@@ -609,6 +606,16 @@ func (e *Enforcer) fail(op string, err error) {
 	if e.obs.Failed != nil {
 		e.obs.Failed(e.cfg.Ident, op, err)
 	}
+}
+
+// backOff sleeps *backoff (false if ctx ends first) and doubles it, up
+// to MaxBackoff, for the next failure.
+func (e *Enforcer) backOff(ctx context.Context, backoff *time.Duration) bool {
+	if !sleepCtx(ctx, *backoff) {
+		return false
+	}
+	*backoff = min(*backoff*2, e.cfg.MaxBackoff)
+	return true
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
