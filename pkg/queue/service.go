@@ -950,10 +950,21 @@ func (s *Service) ListBlocks(ctx context.Context, opts ListOptions, fn func(Bloc
 	if err := CheckText("source", opts.Source); err != nil {
 		return err
 	}
+	if err := CheckText("query", opts.WhyContains); err != nil {
+		return err
+	}
 	if opts.Now.IsZero() {
 		opts.Now = s.Now()
 	}
 	return s.store.ListBlocks(ctx, opts, fn)
+}
+
+// AddedPerDay counts the blocks added on each of the last days UTC days
+// (today included), by source; days with none are left out.
+func (s *Service) AddedPerDay(ctx context.Context, days int) ([]DayCount, error) {
+	now := s.Now().UTC()
+	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	return s.store.AddedPerDay(ctx, today.AddDate(0, 0, 1-max(days, 1)))
 }
 
 // ListEntries streams entries.

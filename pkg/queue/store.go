@@ -116,6 +116,10 @@ type Store interface {
 	// Stats counts blocks by state at now.
 	Stats(ctx context.Context, now time.Time) (Stats, error)
 
+	// AddedPerDay counts the blocks added since since, by UTC day and
+	// source, in any state.
+	AddedPerDay(ctx context.Context, since time.Time) ([]DayCount, error)
+
 	// NextUnblockAt returns the earliest unblock_at after now among open
 	// entries (the next moment some unblock queue grows), and false when
 	// there is none.
@@ -216,6 +220,14 @@ type ListOptions struct {
 	Within netip.Prefix
 	// AddedSince, when non-zero, keeps only blocks with added >= AddedSince.
 	AddedSince time.Time
+	// ExcludeSources keeps only blocks whose source is none of these.
+	ExcludeSources []string
+	// WhyContains, when set, keeps only blocks whose why contains it,
+	// ignoring case. It is a scan: bound it with MinID.
+	WhyContains string
+	// MinID, when non-zero, keeps only ids greater than it (a window for
+	// scans such as WhyContains).
+	MinID int64
 	// AfterID is a cursor: keep only ids greater than it (less than it
 	// when Descending). Zero means from the start.
 	AfterID    int64

@@ -95,6 +95,13 @@ type Stats struct {
 	Sources        map[string]int64 // expected blocks by source
 }
 
+// DayCount is how many blocks of one source were added on one UTC day.
+type DayCount struct {
+	Day    time.Time // midnight UTC
+	Source string
+	Count  int64
+}
+
 // PruneResult says how much closed history Prune removed.
 type PruneResult struct {
 	Blocks  int64

@@ -658,6 +658,15 @@ func (s *Store) ListBlocks(ctx context.Context, opts queue.ListOptions, fn func(
 	if !opts.AddedSince.IsZero() {
 		where = append(where, `b.added >= `+a.add(opts.AddedSince.UTC()))
 	}
+	if len(opts.ExcludeSources) > 0 {
+		where = append(where, `b.source <> ALL(`+a.add(opts.ExcludeSources)+`::text[])`)
+	}
+	if opts.WhyContains != "" {
+		where = append(where, `strpos(lower(b.why), lower(`+a.add(opts.WhyContains)+`)) > 0`)
+	}
+	if opts.MinID != 0 {
+		where = append(where, `b.id > `+a.add(opts.MinID))
+	}
 	order := "ASC"
 	if opts.Descending {
 		order = "DESC"
@@ -699,6 +708,29 @@ func (s *Store) ListBlocks(ctx context.Context, opts queue.ListOptions, fn func(
 		return fmt.Errorf("list blocks: %w", err)
 	}
 	return nil
+}
+
+// AddedPerDay implements queue.Store.
+func (s *Store) AddedPerDay(ctx context.Context, since time.Time) ([]queue.DayCount, error) {
+	rows, err := s.pool.Query(ctx, `SELECT date_trunc('day', added AT TIME ZONE 'UTC'), source, count(*)
+		FROM blocks WHERE added >= $1 GROUP BY 1, 2 ORDER BY 1, 2`, since.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("added per day: %w", err)
+	}
+	defer rows.Close()
+	var out []queue.DayCount
+	for rows.Next() {
+		var d queue.DayCount
+		if err := rows.Scan(&d.Day, &d.Source, &d.Count); err != nil {
+			return nil, fmt.Errorf("added per day: %w", err)
+		}
+		d.Day = time.Date(d.Day.Year(), d.Day.Month(), d.Day.Day(), 0, 0, 0, 0, time.UTC)
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("added per day: %w", err)
+	}
+	return out, nil
 }
 
 var sqlStats = `

@@ -174,6 +174,7 @@ func isClosed(ch <-chan struct{}) bool {
 func Run(t *testing.T, newStore func(t *testing.T) queue.Store) {
 	env := func(t *testing.T) *Env { return NewEnv(t, newStore, nil) }
 	runIdents(t, newStore)
+	runPageReads(t, newStore)
 
 	t.Run("HostAddressNormalised", func(t *testing.T) {
 		e := env(t)

@@ -363,6 +363,20 @@ func listBlocksQuery(opts queue.ListOptions) (string, []any, error) {
 		where = append(where, `b.added >= ?`)
 		args = append(args, micros(opts.AddedSince))
 	}
+	if n := len(opts.ExcludeSources); n > 0 {
+		where = append(where, `b.source NOT IN (`+strings.TrimSuffix(strings.Repeat("?,", n), ",")+`)`)
+		for _, src := range opts.ExcludeSources {
+			args = append(args, src)
+		}
+	}
+	if opts.WhyContains != "" {
+		where = append(where, `instr(lower(b.why), lower(?)) > 0`)
+		args = append(args, opts.WhyContains)
+	}
+	if opts.MinID != 0 {
+		where = append(where, `b.id > ?`)
+		args = append(args, opts.MinID)
+	}
 	order := "ASC"
 	if opts.Descending {
 		order = "DESC"
@@ -415,6 +429,31 @@ func (s *Store) ListBlocks(ctx context.Context, opts queue.ListOptions, fn func(
 		return fmt.Errorf("list blocks: %w", err)
 	}
 	return nil
+}
+
+// AddedPerDay implements queue.Store.
+func (s *Store) AddedPerDay(ctx context.Context, since time.Time) ([]queue.DayCount, error) {
+	const day = int64(24 * time.Hour / time.Microsecond)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT added / ?, source, count(*) FROM blocks
+		WHERE added >= ? GROUP BY 1, 2 ORDER BY 1, 2`, day, micros(since))
+	if err != nil {
+		return nil, fmt.Errorf("added per day: %w", err)
+	}
+	defer rows.Close()
+	var out []queue.DayCount
+	for rows.Next() {
+		var d queue.DayCount
+		var n int64
+		if err := rows.Scan(&n, &d.Source, &d.Count); err != nil {
+			return nil, fmt.Errorf("added per day: %w", err)
+		}
+		d.Day = time.UnixMicro(n * day).UTC()
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("added per day: %w", err)
+	}
+	return out, nil
 }
 
 const (
