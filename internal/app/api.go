@@ -18,6 +18,7 @@ import (
 	"github.com/bhrd/bhrd/pkg/api"
 	"github.com/bhrd/bhrd/pkg/auth"
 	"github.com/bhrd/bhrd/pkg/bgp"
+	"github.com/bhrd/bhrd/pkg/web"
 )
 
 // startAPI listens on the configured address and serves the API.
@@ -82,6 +83,27 @@ func (a *App) newAPI() (*api.API, error) {
 	// Another instance revoking a token or disabling a user takes effect
 	// here at once, not when the cached authentication expires.
 	a.svc.OnAuthChange(authn.Invalidate)
+	logins := auth.NewLoginThrottle()
+	var pages api.Pages
+	if cfg.API.WebPages {
+		p, err := web.New(web.Options{
+			Service:       a.svc,
+			Auth:          authn,
+			Logins:        logins,
+			Audit:         a.audit,
+			Logger:        a.log.Named("web"),
+			LocalNetworks: local,
+			Limited:       cfg.API.UnauthenticatedLimitedQuery,
+			SessionMaxAge: cfg.API.SessionMaxAge,
+			SecureCookie:  cfg.API.SecureCookie || cfg.API.TLSCert != "",
+			Peers:         a.webPeers,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("web pages: %w", err)
+		}
+		a.life.onStop("web pages", func(context.Context) error { p.Close(); return nil })
+		pages = p
+	}
 	h, err := api.New(api.Options{
 		Service:          a.svc,
 		StoreUnavailable: a.store.Unavailable,
@@ -92,6 +114,8 @@ func (a *App) newAPI() (*api.API, error) {
 		Audit:            a.audit,
 		OnRequest:        a.mets.observeRequest,
 		BGPPeers:         a.peersJSON,
+		Pages:            pages,
+		Logins:           logins,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -186,6 +210,21 @@ type peerJSON struct {
 
 // peersJSON lists the peers of every bgp enforcer, sorted by ident and
 // address.
+// webPeers is BGPPeers for the enforcers page.
+func (a *App) webPeers(ctx context.Context) (map[string][]web.Peer, error) {
+	byIdent, err := a.BGPPeers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]web.Peer{}
+	for ident, ps := range byIdent {
+		for _, p := range ps {
+			out[ident] = append(out[ident], web.Peer{Address: p.Address.String(), ASN: p.ASN, State: p.State, Up: p.Up, Since: p.Since, Sent: p.PrefixesSent})
+		}
+	}
+	return out, nil
+}
+
 func (a *App) peersJSON(ctx context.Context) (any, error) {
 	byIdent, err := a.BGPPeers(ctx)
 	if err != nil {

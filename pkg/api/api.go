@@ -52,6 +52,11 @@ type Options struct {
 	// OnRequest, when set, is called once per request with its route
 	// pattern ("unmatched" for none) and status (for metrics).
 	OnRequest func(method, route string, status int, d time.Duration)
+	// Pages, when set, are the web pages (pkg/web), served at their paths.
+	Pages Pages
+	// Logins throttles failed password logins; nil makes one of the API's
+	// own (pass the web pages' to share it).
+	Logins *auth.LoginThrottle
 	// BGPPeers, when set, serves GET api/bgp/peers: the state of the
 	// embedded speakers' peers (the value is encoded as JSON).
 	BGPPeers func(ctx context.Context) (any, error)
@@ -63,10 +68,11 @@ type API struct {
 	auth        *auth.Authenticator
 	log         *zap.Logger
 	unavailable func(error) bool
-	logins      *loginThrottle
+	logins      *auth.LoginThrottle
 	audit       *audit.Logger
 	onReq       func(method, route string, status int, d time.Duration)
 	peers       func(ctx context.Context) (any, error)
+	pages       Pages
 	cfg         config.API
 	local       []netip.Prefix
 	base        string // scheme://host[/prefix] from config, "" = from the request
@@ -101,6 +107,9 @@ func New(opts Options) (*API, error) {
 	if c.BodyTimeout <= 0 {
 		c.BodyTimeout = DefaultBodyTimeout
 	}
+	if opts.Logins == nil {
+		opts.Logins = auth.NewLoginThrottle()
+	}
 	base, err := parseBaseURL(c.BaseURL)
 	if err != nil {
 		return nil, err
@@ -112,8 +121,9 @@ func New(opts Options) (*API, error) {
 		audit:       opts.Audit,
 		onReq:       opts.OnRequest,
 		peers:       opts.BGPPeers,
+		pages:       opts.Pages,
 		unavailable: opts.StoreUnavailable,
-		logins:      newLoginThrottle(),
+		logins:      opts.Logins,
 		cfg:         c,
 		local:       opts.LocalNetworks,
 		base:        base,
@@ -262,6 +272,10 @@ func (a *API) routes() *gin.Engine {
 	// CSV exports (csv.go).
 	both("GET", "list.csv", read, a.getListCSV)
 	both("GET", "publist.csv", limited, a.getPublistCSV)
+
+	if a.pages != nil {
+		a.mountPages(e, a.pages)
+	}
 	return e
 }
 

@@ -68,13 +68,13 @@ func (a *API) authenticate(c *gin.Context) {
 		}
 		bad = msgInvalidBasic
 		keys := []string{"addr " + c.RemoteIP(), "user " + user}
-		if left := a.logins.blocked(keys...); left > 0 {
+		if left := a.logins.Blocked(keys...); left > 0 {
 			a.throttled(c, user, left)
 			return
 		}
 		p, err = a.auth.Basic(c.Request.Context(), user, pw)
 		if errors.Is(err, auth.ErrInvalidCredentials) {
-			a.logins.fail(keys...)
+			a.logins.Fail(keys...)
 		}
 	default:
 		c.Next()

@@ -28,6 +28,8 @@ const (
 	EventTokenCreated          = "token_created"
 	EventTokenRevoked          = "token_revoked"
 	EventAuthFailed            = "auth_failed"
+	EventSessionStarted        = "session_started"
+	EventSessionEnded          = "session_ended"
 	EventConfigReloaded        = "config_reloaded"
 	EventBGPPeerUp             = "bgp_peer_up"
 	EventBGPPeerDown           = "bgp_peer_down"
@@ -148,6 +150,17 @@ func (l *Logger) TokenRevoked(a Actor, id int64) {
 // name tried with Basic, or "anonymous" for a token.
 func (l *Logger) AuthFailed(a Actor, scheme, reason string) {
 	l.emit(EventAuthFailed, a, zap.String("scheme", scheme), zap.String("reason", reason))
+}
+
+// SessionStarted records a login to the web pages; the session is the
+// token tokenID.
+func (l *Logger) SessionStarted(a Actor, tokenID int64) {
+	l.emit(EventSessionStarted, a, zap.Int64("session_token_id", tokenID))
+}
+
+// SessionEnded records a logout from the web pages (its token revoked).
+func (l *Logger) SessionEnded(a Actor, tokenID int64) {
+	l.emit(EventSessionEnded, a, zap.Int64("session_token_id", tokenID))
 }
 
 // ConfigReloaded records a SIGHUP reload: what took effect and what

@@ -29,8 +29,10 @@ type Principal struct {
 	UserID   int64
 	Username string
 	Roles    []string
-	// TokenID is the token used, or 0 for a password (HTTP Basic) login.
-	TokenID int64
+	// TokenID is the token used, or 0 for a password (HTTP Basic) login,
+	// and TokenCreated when that token was made (a web session's age).
+	TokenID      int64
+	TokenCreated time.Time
 	Perms   PermissionSet
 }
 
@@ -186,13 +188,14 @@ func (a *Authenticator) remember(k [32]byte, p *Principal, gen uint64) {
 	a.cache[k] = cacheEntry{p: p, expires: now.Add(a.ttl)}
 }
 
-func principalOf(u User, tokenID int64) *Principal {
+func principalOf(u User, t Token) *Principal {
 	return &Principal{
-		UserID:   u.ID,
-		Username: u.Username,
-		Roles:    u.Roles,
-		TokenID:  tokenID,
-		Perms:    PermissionsOf(u.Roles),
+		UserID:       u.ID,
+		Username:     u.Username,
+		Roles:        u.Roles,
+		TokenID:      t.ID,
+		TokenCreated: t.Created,
+		Perms:        PermissionsOf(u.Roles),
 	}
 }
 
@@ -226,7 +229,7 @@ func (a *Authenticator) Token(ctx context.Context, secret string) (*Principal, e
 	if u.Disabled {
 		return nil, ErrUserDisabled
 	}
-	p = principalOf(u, t.ID)
+	p = principalOf(u, t)
 	a.remember(k, p, gen)
 	return p, nil
 }
@@ -263,7 +266,7 @@ func (a *Authenticator) Basic(ctx context.Context, username, password string) (*
 	if u.Disabled {
 		return nil, ErrUserDisabled
 	}
-	p = principalOf(u, 0)
+	p = principalOf(u, Token{})
 	a.remember(k, p, gen)
 	return p, nil
 }

@@ -79,6 +79,13 @@ type API struct {
 	// UnauthenticatedLimitedQuery keeps BHR's setting name.
 	UnauthenticatedLimitedQuery bool          `yaml:"unauthenticated_limited_query"`
 	ShutdownTimeout             time.Duration `yaml:"shutdown_timeout"`
+	// WebPages serves BHR's pages under /bhr/ (pkg/web).
+	WebPages bool `yaml:"web_pages"`
+	// SessionMaxAge bounds a login to the pages.
+	SessionMaxAge time.Duration `yaml:"session_max_age"`
+	// SecureCookie marks the session cookie Secure without TLS here (a
+	// TLS proxy in front); under tls_cert it is Secure anyway.
+	SecureCookie bool `yaml:"secure_cookie"`
 }
 
 // Policy holds BHR's block rules under BHR's names.
@@ -141,6 +148,8 @@ func Default() Config {
 			LongPollMax:     60 * time.Second,
 			BodyTimeout:     10 * time.Second,
 			ShutdownTimeout: 10 * time.Second,
+			WebPages:        true,
+			SessionMaxAge:   12 * time.Hour,
 		},
 		Policy: policyDefaults(queue.DefaultPolicy()),
 	}
@@ -419,6 +428,9 @@ func (c Config) validate(ps *Problems) {
 	}
 	if c.API.BodyTimeout <= 0 || c.API.BodyTimeout > 10*time.Minute {
 		ps.Add("api.body_timeout", "must be between 1ns and 10m (e.g. 10s)")
+	}
+	if c.API.SessionMaxAge < time.Minute {
+		ps.Add("api.session_max_age", "must be at least 1m")
 	}
 	if c.API.ShutdownTimeout <= 0 {
 		ps.Add("api.shutdown_timeout", "must be positive")

@@ -1,4 +1,4 @@
-package api
+package auth
 
 import (
 	"sync"
@@ -6,8 +6,8 @@ import (
 )
 
 // Failed password logins are throttled per source address and per user
-// name: past loginFailLimit failures within loginFailWindow, Basic
-// credentials from that address or for that user are refused with 429
+// name: past loginFailLimit failures within loginFailWindow, password
+// logins (HTTP Basic or the web pages' form) from that address or for that user are refused with 429
 // without being checked, until the window ends. Checking a password is
 // deliberately slow; without this a flood of wrong passwords takes the
 // CPU from every other request. Tokens are not throttled: checking one is
@@ -24,18 +24,21 @@ type failWindow struct {
 	n     int
 }
 
-type loginThrottle struct {
+// LoginThrottle counts failed password logins; the API and the web
+// pages share one, so that an address refused by one is refused by both.
+type LoginThrottle struct {
 	mu  sync.Mutex
 	m   map[string]*failWindow
 	now func() time.Time
 }
 
-func newLoginThrottle() *loginThrottle {
-	return &loginThrottle{m: map[string]*failWindow{}, now: time.Now}
+// NewLoginThrottle returns an empty throttle.
+func NewLoginThrottle() *LoginThrottle {
+	return &LoginThrottle{m: map[string]*failWindow{}, now: time.Now}
 }
 
-// blocked returns how long the first throttled key stays refused, or 0.
-func (t *loginThrottle) blocked(keys ...string) time.Duration {
+// Blocked returns how long the first throttled key stays refused, or 0.
+func (t *LoginThrottle) Blocked(keys ...string) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -51,8 +54,8 @@ func (t *loginThrottle) blocked(keys ...string) time.Duration {
 	return 0
 }
 
-// fail counts one failed login for every key.
-func (t *loginThrottle) fail(keys ...string) {
+// Fail counts one failed login for every key.
+func (t *LoginThrottle) Fail(keys ...string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()

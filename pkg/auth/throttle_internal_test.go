@@ -1,4 +1,4 @@
-package api
+package auth
 
 import (
 	"testing"
@@ -8,22 +8,22 @@ import (
 // The counters are per key and per window: a new window forgives.
 func TestLoginThrottleWindow(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
-	th := newLoginThrottle()
+	th := NewLoginThrottle()
 	th.now = func() time.Time { return now }
 	for i := 0; i < loginFailLimit; i++ {
-		if th.blocked("addr a", "user u") != 0 {
+		if th.Blocked("addr a", "user u") != 0 {
 			t.Fatalf("blocked after %d failures", i)
 		}
-		th.fail("addr a", "user u")
+		th.Fail("addr a", "user u")
 	}
-	if left := th.blocked("addr a"); left != loginFailWindow {
+	if left := th.Blocked("addr a"); left != loginFailWindow {
 		t.Fatalf("blocked for %s after %d failures, want %s", left, loginFailLimit, loginFailWindow)
 	}
-	if th.blocked("addr b", "user v") != 0 {
+	if th.Blocked("addr b", "user v") != 0 {
 		t.Fatal("other keys blocked")
 	}
 	now = now.Add(loginFailWindow)
-	if th.blocked("addr a", "user u") != 0 {
+	if th.Blocked("addr a", "user u") != 0 {
 		t.Fatal("still blocked in a new window")
 	}
 }
