@@ -87,16 +87,17 @@ func (a *App) newAPI() (*api.API, error) {
 	var pages api.Pages
 	if cfg.API.WebPages {
 		p, err := web.New(web.Options{
-			Service:       a.svc,
-			Auth:          authn,
-			Logins:        logins,
-			Audit:         a.audit,
-			Logger:        a.log.Named("web"),
-			LocalNetworks: local,
-			Limited:       cfg.API.UnauthenticatedLimitedQuery,
-			SessionMaxAge: cfg.API.SessionMaxAge,
-			SecureCookie:  cfg.API.SecureCookie || cfg.API.TLSCert != "",
-			Peers:         a.webPeers,
+			Service:          a.svc,
+			Auth:             authn,
+			Logins:           logins,
+			Audit:            a.audit,
+			Logger:           a.log.Named("web"),
+			LocalNetworks:    local,
+			Limited:          cfg.API.UnauthenticatedLimitedQuery,
+			SessionMaxAge:    cfg.API.SessionMaxAge,
+			SecureCookie:     cfg.API.SecureCookie || cfg.API.TLSCert != "",
+			Peers:            a.webPeers,
+			StoreUnavailable: a.store.Unavailable,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("web pages: %w", err)

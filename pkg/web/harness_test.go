@@ -158,7 +158,7 @@ func newEnv(t testing.TB, f storeFactory, o envOpts) *env {
 	}
 	logins := auth.NewLoginThrottle()
 	pages, err := web.New(web.Options{Service: svc, Auth: authn, Logins: logins, Audit: al, Logger: zap.NewNop(),
-		LocalNetworks: local, Limited: o.limited, Resolver: o.resolver})
+		LocalNetworks: local, Limited: o.limited, Resolver: o.resolver, StoreUnavailable: st.Unavailable})
 	if err != nil {
 		t.Fatal(err)
 	}

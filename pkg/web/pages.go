@@ -134,7 +134,7 @@ func (p *Pages) add(w http.ResponseWriter, r *http.Request) {
 		SkipWhitelist: d.SkipWhitelist, Extend: d.Extend, MaySkipWhitelist: u.Can(auth.PermSkipWhitelist),
 	})
 	if err != nil {
-		status, msg := errorStatus(err)
+		status, msg := p.errorStatus(err)
 		if status >= 500 {
 			p.failErr(w, r, err)
 			return
@@ -168,7 +168,7 @@ type queryData struct {
 	Prefix  string
 	Rows    []row
 	Next    template.URL // the next page, "" at the end
-	Window  string // for text: which ids were searched
+	Window  string       // for text: which ids were searched
 	Added   int64
 	Limited bool
 }
@@ -315,7 +315,7 @@ func (p *Pages) unblock(w http.ResponseWriter, r *http.Request) {
 	}
 	done, err := p.svc.UnblockNowMulti(r.Context(), cidrs, d.Why)
 	if err != nil {
-		status, msg := errorStatus(err)
+		status, msg := p.errorStatus(err)
 		if status >= 500 {
 			p.failErr(w, r, err)
 			return
@@ -600,7 +600,7 @@ func (p *Pages) adminList(w http.ResponseWriter, r *http.Request, kind string, p
 			err = &queue.FieldError{Field: "action", Message: "must be add or delete", Err: queue.ErrInvalidField}
 		}
 		if err != nil {
-			status, msg = errorStatus(err)
+			status, msg = p.errorStatus(err)
 			if status >= 500 {
 				p.failErr(w, r, err)
 				return

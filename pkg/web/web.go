@@ -77,6 +77,9 @@ type Options struct {
 	// SecureCookie marks the cookie Secure even when the request did not
 	// come over TLS (a TLS proxy in front).
 	SecureCookie bool
+	// StoreUnavailable tells a store that cannot serve now (503) from
+	// other failures (500).
+	StoreUnavailable func(error) bool
 	// Peers, when set, reports the internal enforcers' BGP sessions.
 	Peers func(ctx context.Context) (map[string][]Peer, error)
 	// Resolver defaults to net.DefaultResolver.
@@ -87,18 +90,19 @@ type Options struct {
 
 // Pages is the handler of every page.
 type Pages struct {
-	svc     *queue.Service
-	auth    *auth.Authenticator
-	logins  *auth.LoginThrottle
-	audit   *audit.Logger
-	log     *zap.Logger
-	local   []netip.Prefix
-	limited bool
-	maxAge  time.Duration
-	secure  bool
-	peers   func(ctx context.Context) (map[string][]Peer, error)
-	rdns    *rdnsCache
-	daily   dailyCache
+	svc         *queue.Service
+	auth        *auth.Authenticator
+	logins      *auth.LoginThrottle
+	audit       *audit.Logger
+	log         *zap.Logger
+	local       []netip.Prefix
+	limited     bool
+	maxAge      time.Duration
+	secure      bool
+	peers       func(ctx context.Context) (map[string][]Peer, error)
+	unavailable func(error) bool
+	rdns        *rdnsCache
+	daily       dailyCache
 
 	tmpl    map[string]*template.Template
 	handler http.Handler
@@ -134,7 +138,7 @@ func New(opts Options) (*Pages, error) {
 	p := &Pages{
 		svc: opts.Service, auth: opts.Auth, logins: opts.Logins, audit: opts.Audit,
 		log: opts.Logger, local: opts.LocalNetworks, limited: opts.Limited,
-		maxAge: opts.SessionMaxAge, secure: opts.SecureCookie, peers: opts.Peers,
+		maxAge: opts.SessionMaxAge, secure: opts.SecureCookie, peers: opts.Peers, unavailable: opts.StoreUnavailable,
 		rdns: newRDNSCache(opts.Resolver, opts.DNSTimeout),
 	}
 	p.daily.svc = opts.Service
@@ -251,31 +255,48 @@ func (p *Pages) fail(w http.ResponseWriter, r *http.Request, status int, msg str
 }
 
 // failErr renders an error of the Service: field errors and refusals
-// are the user's (400); a store that cannot answer is a 503.
+// are the user's (4xx); a store that cannot answer now is a 503, and
+// anything else a 500 that is logged.
 func (p *Pages) failErr(w http.ResponseWriter, r *http.Request, err error) {
-	status, msg := errorStatus(err)
+	status, msg := p.errorStatus(err)
 	if status >= 500 {
-		p.log.Error("page", zap.String("path", r.URL.Path), zap.Error(err))
+		p.log.Error("page failed", zap.String("path", r.URL.Path), zap.Error(err))
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
 	}
 	p.fail(w, r, status, msg)
 }
 
-func errorStatus(err error) (int, string) {
-	var fe queue.FieldErrors
-	var one *queue.FieldError
+func (p *Pages) errorStatus(err error) (int, string) {
+	var fes queue.FieldErrors
+	var fe *queue.FieldError
+	var pe *queue.PolicyError
 	switch {
-	case errors.As(err, &fe), errors.As(err, &one):
-		return http.StatusBadRequest, err.Error()
-	case errors.Is(err, queue.ErrNotFound):
-		return http.StatusNotFound, err.Error()
-	case errors.Is(err, queue.ErrNotBlocked), errors.Is(err, queue.ErrDuplicate):
-		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, queue.ErrSkipNotPermitted):
-		return http.StatusForbidden, err.Error()
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return http.StatusServiceUnavailable, "The store did not answer in time; try again."
+		return http.StatusForbidden, "Your account may not skip the whitelist."
+	case errors.Is(err, queue.ErrReservedIdent), errors.Is(err, queue.ErrTooManyIdents):
+		return http.StatusConflict, err.Error()
+	case errors.As(err, &fes):
+		var parts []string
+		for _, f := range fes {
+			parts = append(parts, f.Field+": "+f.Message)
+		}
+		return http.StatusBadRequest, strings.Join(parts, "; ")
+	case errors.As(err, &fe):
+		return http.StatusBadRequest, fe.Field + ": " + fe.Message
+	case errors.As(err, &pe):
+		return http.StatusBadRequest, pe.Message
+	case errors.Is(err, queue.ErrNotFound), errors.Is(err, auth.ErrNotFound):
+		return http.StatusNotFound, "Not found."
+	case errors.Is(err, queue.ErrDuplicate), errors.Is(err, auth.ErrDuplicate):
+		return http.StatusBadRequest, "Already exists."
+	case errors.Is(err, queue.ErrNotBlocked):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, context.DeadlineExceeded), p.unavailable != nil && p.unavailable(err):
+		return http.StatusServiceUnavailable, "The store is unavailable; try again shortly."
 	}
-	return http.StatusServiceUnavailable, "The store could not answer; try again shortly."
+	return http.StatusInternalServerError, "Internal server error."
 }
 
 // need lets a request through for a user holding perm: anonymous users
@@ -301,4 +322,3 @@ func (p *Pages) need(w http.ResponseWriter, r *http.Request, perm auth.Permissio
 	}
 	return u, true
 }
-
