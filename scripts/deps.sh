@@ -29,6 +29,8 @@ test_pkgs=(
   "memcached:memcached"                          # pkg/httpbl/memcache
   "git:git"                                      # the version stamped into the binary
   "gcc:gcc"                                      # cgo, for go test -race
+  "chromium:chromium"                            # the web pages' browser tests (chromedp)
+  "fonts-dejavu-core:/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf" # legible screenshots
 )
 bench_pkgs=(
   "rbldnsd:rbldnsd" # the reference DNSBL server, scripts/bench-dnsbl.sh

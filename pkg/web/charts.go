@@ -14,12 +14,14 @@ import (
 )
 
 // The daily counts are a GROUP BY over a month of blocks: they are kept
-// for dailyFresh and refreshed in the background, so that the stats page
-// never waits for them but the first time, and then at most dailyWait.
+// for twenty times what counting them cost (5 s to 5 min) and refreshed
+// in the background, so that the stats page never waits for them but
+// the first time, and then at most dailyWait.
 const (
-	dailyFresh = 2 * time.Minute
-	dailyWait  = 30 * time.Millisecond
-	dailyDays  = 30
+	dailyMinFresh = 5 * time.Second
+	dailyMaxFresh = 5 * time.Minute
+	dailyWait     = 30 * time.Millisecond
+	dailyDays     = 30
 )
 
 type dailyCache struct {
@@ -27,14 +29,15 @@ type dailyCache struct {
 
 	mu      sync.Mutex
 	counts  []queue.DayCount
-	at      time.Time
+	at      time.Time     // by the Service's clock, for the page
+	expires time.Time     // by the wall clock
 	running chan struct{} // closed when the refresh in flight ends
 }
 
 // get returns the last counts and when they were taken (zero: none yet).
 func (c *dailyCache) get(ctx context.Context) ([]queue.DayCount, time.Time) {
 	c.mu.Lock()
-	if c.running == nil && time.Since(c.at) > dailyFresh {
+	if c.running == nil && !time.Now().Before(c.expires) {
 		done := make(chan struct{})
 		c.running = done
 		go c.refresh(done)
@@ -59,10 +62,16 @@ func (c *dailyCache) get(ctx context.Context) ([]queue.DayCount, time.Time) {
 func (c *dailyCache) refresh(done chan struct{}) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	start := time.Now()
+	at := c.svc.Now()
 	counts, err := c.svc.AddedPerDay(ctx, dailyDays)
+	cost := time.Since(start)
 	c.mu.Lock()
 	if err == nil {
-		c.counts, c.at = counts, time.Now()
+		c.counts, c.at = counts, at
+		c.expires = time.Now().Add(min(max(20*cost, dailyMinFresh), dailyMaxFresh))
+	} else {
+		c.expires = time.Now().Add(dailyMinFresh) // try again soon, not on every load
 	}
 	c.running = nil
 	c.mu.Unlock()
@@ -158,7 +167,7 @@ func dailyChart(counts []queue.DayCount, now time.Time, days int) chart {
 				x+1, y, bw-2, bh, colour[s], first.AddDate(0, 0, i).Format("Jan 2"), esc(s), n)
 			tip = append(tip, s)
 		}
-		if i%7 == 0 || i == days-1 {
+		if (days-1-i)%7 == 0 {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="axis">%s</text>`, x, h-bottom+16, first.AddDate(0, 0, i).Format("Jan 2"))
 		}
 	}

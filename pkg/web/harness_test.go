@@ -309,3 +309,13 @@ func (e *env) block(cidr, source, why string) queue.Block {
 	}
 	return res.Block
 }
+
+// blocksWithin counts the blocks, in any state, within cidr.
+func (e *env) blocksWithin(cidr string) int {
+	e.t.Helper()
+	n := 0
+	if err := e.svc.Query(e.ctx, cidr, func(queue.Block) error { n++; return nil }); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
