@@ -147,6 +147,44 @@ func (c httpClient) must(want int, method, path string, body any, out any) {
 	}
 }
 
+const alicePassword = "correct horse battery staple"
+
+// webLogin logs in on the daemon's login page, hands fn a poster carrying
+// the session cookie (redirects not followed), and logs out.
+func webLogin(t *testing.T, base, user, password string, fn func(post func(path string, form url.Values) *http.Response)) {
+	t.Helper()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var cookie *http.Cookie
+	post := func(path string, form url.Values) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	resp := post("/bhr/login", url.Values{"username": {user}, "password": {password}})
+	for _, c := range resp.Cookies() {
+		if c.Name == "bhrd_session" && c.Value != "" {
+			cookie = c
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || cookie == nil {
+		t.Fatalf("web login: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	fn(post)
+	if resp := post("/bhr/logout", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("web logout: %d", resp.StatusCode)
+	}
+}
+
 // waitEvent polls the observed audit lines until one matches.
 func waitEvent(t *testing.T, logs *observer.ObservedLogs, event string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
@@ -199,7 +237,9 @@ func TestAuditEventsDocumented(t *testing.T) {
 		}
 		return strings.TrimSpace(out)
 	}
-	mustCLI("user", "add", c, "-username", "alice", "-role", "admin")
+	if code, out, errs := cli(t, alicePassword+"\n", "user", "add", c, "-username", "alice", "-role", "admin", "-password-stdin"); code != 0 {
+		t.Fatalf("bhrd user add: exit %d: %s%s", code, out, errs)
+	}
 	token := mustCLI("token", "create", c, "-username", "alice", "-name", "audit test")
 	mustCLI("user", "add", c, "-username", "bob", "-role", "user")
 	mustCLI("user", "disable", c, "-username", "bob")
@@ -250,6 +290,22 @@ func TestAuditEventsDocumented(t *testing.T) {
 	var sb struct{ ID int64 }
 	api.must(201, "POST", "/bhr/api/source_blacklist", url.Values{"source": {"noisy"}, "why": {"false positives"}}, &sb)
 	api.must(204, "DELETE", fmt.Sprintf("/bhr/api/source_blacklist/%d", sb.ID), nil, nil)
+
+	// Staff on the web pages, served by the daemon: a login, a block
+	// added with the add page (the Service's block_created, actor alice,
+	// no token id but the session's), a logout.
+	webLogin(t, api.base, "alice", alicePassword, func(post func(path string, form url.Values) *http.Response) {
+		resp := post("/bhr/add", url.Values{"cidr": {"192.0.2.55"}, "why": {"seen in the logs"}, "duration": {"1h"}})
+		if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/bhr/query?") {
+			t.Fatalf("web add: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		started := waitEvent(t, logs, "session_started", nil)
+		fromWeb := waitEvent(t, logs, "block_created", func(f map[string]any) bool { return f["cidr"] == "192.0.2.55/32" })
+		if fromWeb["actor"] != "alice" || fromWeb["source"] != "web" || fromWeb["token_id"] != started["session_token_id"] {
+			t.Errorf("block_created from the add page: %v (session %v)", fromWeb, started)
+		}
+	})
+	waitEvent(t, logs, "session_ended", func(f map[string]any) bool { return f["actor"] == "alice" })
 
 	// A remote enforcer reads its queue and reports through the API.
 	api.must(200, "GET", "/bhr/api/queue/remote1", nil, nil)
