@@ -33,7 +33,7 @@ type Principal struct {
 	// and TokenCreated when that token was made (a web session's age).
 	TokenID      int64
 	TokenCreated time.Time
-	Perms   PermissionSet
+	Perms        PermissionSet
 }
 
 // Can reports whether the principal holds permission p. A nil principal
