@@ -155,7 +155,6 @@ func dailyChart(counts []queue.DayCount, now time.Time, days int) chart {
 	for i, m := range perDay {
 		x := float64(left) + float64(i)*bw
 		y := float64(h - bottom)
-		var tip []string
 		for _, s := range order {
 			n := m[s]
 			if n == 0 {
@@ -165,7 +164,6 @@ func dailyChart(counts []queue.DayCount, now time.Time, days int) chart {
 			y -= bh
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s %s: %d</title></rect>`,
 				x+1, y, bw-2, bh, colour[s], first.AddDate(0, 0, i).Format("Jan 2"), esc(s), n)
-			tip = append(tip, s)
 		}
 		if (days-1-i)%7 == 0 {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="axis">%s</text>`, x, h-bottom+16, first.AddDate(0, 0, i).Format("Jan 2"))

@@ -629,31 +629,127 @@ func (a *args) add(v any) string {
 	return "$" + strconv.Itoa(len(*a))
 }
 
+// A page read (newest first, a small limit: the web pages) is driven by
+// one of three sets, chosen by probing how large each is, so that its
+// cost is bounded whatever the data and whatever the planner's
+// statistics say:
+//
+//   - driveWalk walks blocks newest first (by the primary key, or by the
+//     source's index) and tests every other condition on each row; it
+//     stops at the limit, so it is cheap when matches are dense.
+//   - driveRange reads the Within range from blocks_cidr and sorts it.
+//   - driveExpected reads the expected set from blocks_expected.
+//
+// A set smaller than pageProbe is read whole; when none is, the walk is
+// taken: every candidate set is then large, so matches are dense. A
+// condition that must not drive is written so that no index applies to it
+// (IS TRUE, COALESCE, ORDER BY id + 0). A listing keeps driveDefault.
+type driver int
+
+const (
+	driveDefault driver = iota
+	driveWalk
+	driveRange
+	driveExpected
+)
+
+// pageProbe is the size under which a set is read whole for a page.
+const pageProbe = 5000
+
+func isPage(opts queue.ListOptions) bool {
+	return opts.Descending && opts.Limit > 0 && opts.Limit <= 1000 && opts.Offset <= 0 && opts.MinID == 0 &&
+		(opts.Filter == queue.FilterAll || opts.Filter == queue.FilterExpected || opts.Filter == queue.FilterPending)
+}
+
+// pageDriver probes the candidate sets of a page read (each count stops
+// at pageProbe, on its index) and picks the smallest bounded one.
+func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver, error) {
+	var a args
+	var probes []string
+	var drivers []driver
+	if opts.Within.IsValid() {
+		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks WHERE cidr <<= `+a.add(opts.Within.Masked())+`::cidr LIMIT `+a.add(pageProbe)+`) r)`)
+		drivers = append(drivers, driveRange)
+	}
+	if opts.Filter == queue.FilterExpected || opts.Filter == queue.FilterPending {
+		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks b WHERE `+expectedAt(a.add(opts.Now.UTC()))+` LIMIT `+a.add(pageProbe)+`) e)`)
+		drivers = append(drivers, driveExpected)
+	}
+	if opts.Source != "" {
+		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks WHERE source = `+a.add(opts.Source)+` LIMIT `+a.add(pageProbe)+`) s)`)
+		drivers = append(drivers, driveWalk) // the walk goes by the source's index
+	}
+	if len(probes) == 0 {
+		return driveWalk, nil
+	}
+	counts := make([]int64, len(probes))
+	dest := make([]any, len(probes))
+	for i := range counts {
+		dest[i] = &counts[i]
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT `+strings.Join(probes, `, `), valueSensitive(a...)...).Scan(dest...); err != nil {
+		return 0, err
+	}
+	best, least := driveWalk, int64(pageProbe)
+	for i, n := range counts {
+		if n < least {
+			best, least = drivers[i], n
+		}
+	}
+	return best, nil
+}
+
 // ListBlocks implements queue.Store. Rows are read from the connection as
 // fn consumes them.
 func (s *Store) ListBlocks(ctx context.Context, opts queue.ListOptions, fn func(queue.Block) error) error {
+	drv := driveDefault
+	if isPage(opts) {
+		var err error
+		if drv, err = s.pageDriver(ctx, opts); err != nil {
+			return fmt.Errorf("list blocks: %w", err)
+		}
+	}
+	return s.listBlocks(ctx, opts, drv, fn)
+}
+
+func (s *Store) listBlocks(ctx context.Context, opts queue.ListOptions, drv driver, fn func(queue.Block) error) error {
 	var a args
 	var where []string
 	now := opts.Now.UTC()
+	expected := func() string {
+		if drv == driveWalk || drv == driveRange {
+			// Not a condition of blocks_expected: tested on each row.
+			return `(b.forced_unblock IS NOT TRUE AND COALESCE(b.unblock_at, 'infinity') > ` + a.add(now) + `)`
+		}
+		return expectedAt(a.add(now))
+	}
 	openEntry := `EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.removed IS NULL`
 	switch opts.Filter {
 	case queue.FilterAll:
 	case queue.FilterExpected:
-		where = append(where, expectedAt(a.add(now)))
+		where = append(where, expected())
 	case queue.FilterCurrent:
 		where = append(where, openEntry+`)`)
 	case queue.FilterPending:
-		where = append(where, expectedAt(a.add(now)), `NOT `+openEntry+`)`)
+		where = append(where, expected(), `NOT `+openEntry+`)`)
 	case queue.FilterPendingRemoval:
 		where = append(where, openEntry+` AND e.unblock_at <= `+a.add(now)+`)`)
 	default:
 		return fmt.Errorf("list blocks: unknown filter %d", opts.Filter)
 	}
 	if opts.Source != "" {
-		where = append(where, `b.source = `+a.add(opts.Source))
+		if drv == driveRange || drv == driveExpected {
+			where = append(where, `(b.source = `+a.add(opts.Source)+`) IS TRUE`)
+		} else {
+			where = append(where, `b.source = `+a.add(opts.Source))
+		}
 	}
 	if opts.Within.IsValid() {
-		where = append(where, `b.cidr <<= `+a.add(opts.Within.Masked())+`::cidr`)
+		if drv == driveWalk || drv == driveExpected {
+			where = append(where, `(b.cidr <<= `+a.add(opts.Within.Masked())+`::cidr) IS TRUE`)
+		} else {
+			where = append(where, `b.cidr <<= `+a.add(opts.Within.Masked())+`::cidr`)
+		}
 	}
 	if !opts.AddedSince.IsZero() {
 		where = append(where, `b.added >= `+a.add(opts.AddedSince.UTC()))
@@ -683,7 +779,12 @@ func (s *Store) ListBlocks(ctx context.Context, opts queue.ListOptions, fn func(
 	if len(where) > 0 {
 		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
 	}
-	q.WriteString(` ORDER BY b.id ` + order)
+	if drv == driveRange || drv == driveExpected {
+		// Sorted after the set is read, not walked in id order.
+		q.WriteString(` ORDER BY b.id + 0 ` + order)
+	} else {
+		q.WriteString(` ORDER BY b.id ` + order)
+	}
 	if opts.Offset > 0 {
 		q.WriteString(` OFFSET ` + a.add(opts.Offset))
 	}

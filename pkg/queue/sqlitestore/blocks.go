@@ -322,8 +322,107 @@ func limitArg(n int) int {
 const expectedIDs = `b.id IN (SELECT id FROM blocks
 	WHERE forced_unblock = 0 AND (unblock_at IS NULL OR unblock_at > ?))`
 
+// expectedInline is the same test made on each row a walk or a range
+// visits.
+const expectedInline = `(b.forced_unblock = 0 AND (+b.unblock_at IS NULL OR +b.unblock_at > ?))`
+
+func expectedBy(drv driver) string {
+	if drv == driveWalk || drv == driveRange {
+		return expectedInline
+	}
+	return expectedIDs
+}
+
+// A page read (newest first, a small limit: the web pages) is driven by
+// one of three sets, chosen by probing how large each is, so that its
+// cost is bounded whatever the data:
+//
+//   - driveWalk walks blocks newest first (by id, or by the source's
+//     index) and tests every other condition on each row; it stops at the
+//     limit, so it is cheap when matches are dense among recent blocks.
+//   - driveRange reads the Within range from its index and sorts it.
+//   - driveExpected reads the expected set from blocks_unblock_at.
+//
+// A set smaller than pageProbe is read whole (bounded); when none is, the
+// walk is taken: every candidate set is then large, so matches are dense.
+// A listing (no limit, or oldest first) keeps driveDefault.
+type driver int
+
+const (
+	driveDefault driver = iota
+	driveWalk
+	driveRange
+	driveExpected
+)
+
+// pageProbe is the size under which a set is read whole for a page.
+const pageProbe = 5000
+
+// isPage tells a page read from a listing.
+func isPage(opts queue.ListOptions) bool {
+	return opts.Descending && opts.Limit > 0 && opts.Limit <= 1000 && opts.Offset <= 0 && opts.MinID == 0 &&
+		(opts.Filter == queue.FilterAll || opts.Filter == queue.FilterExpected || opts.Filter == queue.FilterPending)
+}
+
+// pageDriver probes the candidate sets of a page read (each count stops
+// at pageProbe, on an index alone) and picks the smallest bounded one.
+func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver, error) {
+	var probes []string
+	var args []any
+	var drivers []driver
+	if opts.Within.IsValid() {
+		r := rangeOf(opts.Within)
+		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks INDEXED BY blocks_family_net_lo
+			WHERE family = ? AND net_lo >= ? AND net_lo <= ? LIMIT ?))`)
+		args = append(args, r.family, r.lo, r.hi, pageProbe)
+		drivers = append(drivers, driveRange)
+	}
+	if opts.Filter == queue.FilterExpected || opts.Filter == queue.FilterPending {
+		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks INDEXED BY blocks_unblock_at
+			WHERE unblock_at IS NULL LIMIT ?)) + (SELECT count(*) FROM (SELECT 1 FROM blocks INDEXED BY blocks_unblock_at
+			WHERE unblock_at > ? LIMIT ?))`)
+		args = append(args, pageProbe, micros(opts.Now), pageProbe)
+		drivers = append(drivers, driveExpected)
+	}
+	if opts.Source != "" {
+		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks INDEXED BY blocks_source_id
+			WHERE source = ? LIMIT ?))`)
+		args = append(args, opts.Source, pageProbe)
+		drivers = append(drivers, driveWalk) // the walk goes by the source's index
+	}
+	if len(probes) == 0 {
+		return driveWalk, nil
+	}
+	st, err := s.readStmt(ctx, `SELECT `+strings.Join(probes, `, `))
+	if err != nil {
+		return 0, err
+	}
+	counts := make([]int64, len(probes))
+	dest := make([]any, len(probes))
+	for i := range counts {
+		dest[i] = &counts[i]
+	}
+	if err := st.QueryRowContext(ctx, args...).Scan(dest...); err != nil {
+		return 0, err
+	}
+	best, least := driveWalk, int64(pageProbe)
+	for i, n := range counts {
+		if n < least {
+			best, least = drivers[i], n
+		}
+	}
+	return best, nil
+}
+
 // listBlocksQuery builds the SELECT for opts.
 func listBlocksQuery(opts queue.ListOptions) (string, []any, error) {
+	return listBlocksQueryBy(opts, driveDefault)
+}
+
+// listBlocksQueryBy builds the SELECT for opts, driven by drv. A unary +
+// keeps SQLite from using an index for a term, so that the chosen set
+// drives the query.
+func listBlocksQueryBy(opts queue.ListOptions, drv driver) (string, []any, error) {
 	var (
 		where []string
 		args  []any
@@ -332,14 +431,14 @@ func listBlocksQuery(opts queue.ListOptions) (string, []any, error) {
 	switch opts.Filter {
 	case queue.FilterAll:
 	case queue.FilterExpected:
-		where = append(where, expectedIDs)
+		where = append(where, expectedBy(drv))
 		args = append(args, now)
 	case queue.FilterCurrent:
 		// Driven from the open entries rather than from every block of
 		// history.
 		where = append(where, `b.id IN (SELECT block_id FROM entries WHERE removed IS NULL)`)
 	case queue.FilterPending:
-		where = append(where, expectedIDs, `NOT `+openEntryOf)
+		where = append(where, expectedBy(drv), `NOT `+openEntryOf)
 		args = append(args, now)
 	case queue.FilterPendingRemoval:
 		where = append(where, `b.id IN (SELECT block_id FROM entries
@@ -349,14 +448,22 @@ func listBlocksQuery(opts queue.ListOptions) (string, []any, error) {
 		return "", nil, fmt.Errorf("unknown filter %d", opts.Filter)
 	}
 	if opts.Source != "" {
-		where = append(where, `b.source = ?`)
+		if drv == driveRange || drv == driveExpected {
+			where = append(where, `+b.source = ?`)
+		} else {
+			where = append(where, `b.source = ?`)
+		}
 		args = append(args, opts.Source)
 	}
 	if opts.Within.IsValid() {
 		r := rangeOf(opts.Within)
 		// net_lo <= hi bounds the index range scan; net_hi <= hi is what
 		// "within" means.
-		where = append(where, `b.family = ? AND b.net_lo >= ? AND b.net_lo <= ? AND b.net_hi <= ?`)
+		if drv == driveWalk || drv == driveExpected {
+			where = append(where, `+b.family = ? AND +b.net_lo >= ? AND +b.net_lo <= ? AND b.net_hi <= ?`)
+		} else {
+			where = append(where, `b.family = ? AND b.net_lo >= ? AND b.net_lo <= ? AND b.net_hi <= ?`)
+		}
 		args = append(args, r.family, r.lo, r.hi, r.hi)
 	}
 	if !opts.AddedSince.IsZero() {
@@ -391,6 +498,9 @@ func listBlocksQuery(opts queue.ListOptions) (string, []any, error) {
 	}
 	var q strings.Builder
 	q.WriteString(`SELECT ` + blockCols + ` FROM blocks b`)
+	if drv == driveRange {
+		q.WriteString(` INDEXED BY blocks_family_net_lo`)
+	}
 	if len(where) > 0 {
 		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
 	}
@@ -403,7 +513,18 @@ func listBlocksQuery(opts queue.ListOptions) (string, []any, error) {
 // snapshot while fn runs, so memory stays constant and writers are not
 // held up.
 func (s *Store) ListBlocks(ctx context.Context, opts queue.ListOptions, fn func(queue.Block) error) error {
-	query, args, err := listBlocksQuery(opts)
+	drv := driveDefault
+	if isPage(opts) {
+		var err error
+		if drv, err = s.pageDriver(ctx, opts); err != nil {
+			return fmt.Errorf("list blocks: %w", err)
+		}
+	}
+	return s.listBlocks(ctx, opts, drv, fn)
+}
+
+func (s *Store) listBlocks(ctx context.Context, opts queue.ListOptions, drv driver, fn func(queue.Block) error) error {
+	query, args, err := listBlocksQueryBy(opts, drv)
 	if err != nil {
 		return fmt.Errorf("list blocks: %w", err)
 	}

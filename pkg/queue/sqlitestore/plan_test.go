@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -74,5 +75,70 @@ func TestQueryPlans(t *testing.T) {
 				t.Errorf("%s: plan step %q\nquery: %s\nplan: %s", c.name, d, c.query, strings.Join(plan, " | "))
 			}
 		}
+	}
+}
+
+// A page read is driven by the set its probe chose: each driver's query
+// uses that set's index (or walks ids newest first) and never sorts a
+// walk.
+func TestPagePlans(t *testing.T) {
+	s := newStore(t)
+	insert(t, s, t0, blk("192.0.2.0/24", t0, time.Time{}))
+	page := queue.ListOptions{Filter: queue.FilterExpected, Source: "test", Within: pfx("192.0.2.0/24"), Descending: true, Limit: 50, Now: t0}
+	noSource := page
+	noSource.Source = ""
+	cases := []struct {
+		name string
+		opts queue.ListOptions
+		drv  driver
+		want string
+	}{
+		{"range", page, driveRange, "USING INDEX blocks_family_net_lo"},
+		{"expected", page, driveExpected, "blocks_unblock_at"},
+		{"walk by source", page, driveWalk, "USING INDEX blocks_source_id"},
+		{"walk by id", noSource, driveWalk, "SCAN b"},
+	}
+	for _, c := range cases {
+		query, args, err := listBlocksQueryBy(c.opts, c.drv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := s.wdb.Query("EXPLAIN QUERY PLAN "+query, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		all := strings.Join(plan, " | ")
+		if !strings.Contains(all, c.want) {
+			t.Errorf("%s: plan %q lacks %q", c.name, all, c.want)
+		}
+		if c.drv == driveWalk && strings.Contains(all, "TEMP B-TREE") {
+			t.Errorf("%s: a walk sorts: %s", c.name, all)
+		}
+		// The same rows whatever drives the query.
+		var got []int64
+		if err := s.ListBlocks(context.Background(), c.opts, func(b queue.Block) error { got = append(got, b.ID); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 {
+			t.Errorf("%s: %v", c.name, got)
+		}
+	}
+	// One block: every probed set is small, the smallest wins.
+	drv, err := s.pageDriver(context.Background(), page)
+	if err != nil || drv == driveDefault {
+		t.Errorf("pageDriver: %v %v", drv, err)
+	}
+	if isPage(queue.ListOptions{Limit: 50}) || !isPage(page) {
+		t.Error("isPage: an oldest-first listing is not a page; newest first with a limit is")
 	}
 }
