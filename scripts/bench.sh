@@ -63,6 +63,9 @@ say "## HttpBL middleware (issue 14)"
 run go test -run '^$' -bench 'CachedDecision|MiddlewareOverhead|ColdLookup' -benchtime 2s ./pkg/httpbl/
 run go test -run '^$' -bench 'ServerOverhead' -benchtime 3s -count 5 ./pkg/httpbl/
 
+say "## Web pages (issue 15)"
+run go test -count=1 -run '^$' -bench 'Pages1M' -benchtime 1x -timeout 60m ./pkg/web/
+
 say "## HTTP floor and bhrd on SQLite (bhrbench ingest-seq)"
 ./scripts/bench-floors.sh 2>&1 | tee -a "$out"
 say "## bhrbench against bhrd serve on PostgreSQL"

@@ -86,6 +86,12 @@ func WithEvents(e Events) Option {
 	}
 }
 
+// WithExactStats makes every Stats call count, however long counting
+// takes, instead of sharing a slow count's result for a while (see
+// statsSlow): for tests that check the counts right after each change
+// on a loaded machine, where even a small count can take 10 ms.
+func WithExactStats() Option { return func(s *Service) { s.stats.exact = true } }
+
 // WithReservedIdents reserves the idents of the internal enforcers: only
 // EnforcerActor(ident) may report blocks installed or removed for them,
 // or read their unblock queue. Anyone else gets ErrReservedIdent.

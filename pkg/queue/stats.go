@@ -34,6 +34,7 @@ type statsCache struct {
 	cost     time.Duration // what that count took
 	inflight *statsCall
 	now      func() time.Time // wall clock; tests replace it
+	exact    bool             // WithExactStats: never serve a held count
 }
 
 type statsCall struct {
@@ -47,7 +48,7 @@ type statsCall struct {
 func (s *Service) Stats(ctx context.Context) (Stats, error) {
 	c := &s.stats
 	c.mu.Lock()
-	if c.have && c.cost >= statsSlow {
+	if c.have && c.cost >= statsSlow && !c.exact {
 		val := c.val
 		if c.now().Sub(c.at) >= min(statsHoldFactor*c.cost, statsHoldMax) && c.inflight == nil {
 			// Stale: serve it, and count again in the background.

@@ -155,3 +155,18 @@ func TestStatsSlowServedAndRefreshed(t *testing.T) {
 		t.Fatalf("the count after the panic did not land: %+v", got)
 	}
 }
+
+// WithExactStats counts on every call, even when counting is slow.
+func TestStatsExactOption(t *testing.T) {
+	st := &countingStats{delay: statsSlow + 5*time.Millisecond}
+	svc, err := NewService(st, DefaultPolicy(), nil, WithExactStats())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		got, err := svc.Stats(context.Background())
+		if err != nil || got.Expected != int64(i) {
+			t.Fatalf("call %d: %+v %v, want a fresh count", i, got, err)
+		}
+	}
+}
