@@ -52,20 +52,7 @@ func TestQueryPlans(t *testing.T) {
 	cases = append(cases, q{"list within", query, args})
 
 	for _, c := range cases {
-		rows, err := s.wdb.Query("EXPLAIN QUERY PLAN "+c.query, c.args...)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := explain(t, s, c.name, c.query, c.args)
 		for _, d := range plan {
 			// A scan of a subquery is of its (limited) rows, not of a table.
 			subquery := d == "SCAN c" || strings.HasPrefix(d, "SCAN (subquery")
@@ -103,21 +90,7 @@ func TestPagePlans(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := s.wdb.Query("EXPLAIN QUERY PLAN "+query, args...)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		all := strings.Join(plan, " | ")
+		all := strings.Join(explain(t, s, c.name, query, args), " | ")
 		if !strings.Contains(all, c.want) {
 			t.Errorf("%s: plan %q lacks %q", c.name, all, c.want)
 		}
@@ -141,4 +114,24 @@ func TestPagePlans(t *testing.T) {
 	if isPage(queue.ListOptions{Limit: 50}) || !isPage(page) {
 		t.Error("isPage: an oldest-first listing is not a page; newest first with a limit is")
 	}
+}
+
+// explain is SQLite's plan of a query, one step a line.
+func explain(t *testing.T, s *Store, name, query string, args []any) []string {
+	t.Helper()
+	rows, err := s.wdb.Query("EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	return plan
 }
