@@ -104,6 +104,12 @@ func (c *statsCache) run(s *Service, ctx context.Context, call *statsCall) {
 		c.mu.Lock()
 		if call.err == nil {
 			c.have, c.val, c.at, c.cost = true, call.val, end, end.Sub(t0)
+		} else if finished {
+			// A store that answers with an error drops the held
+			// result: the next caller counts itself and sees the error
+			// (a dead store must not hide behind an old count). A
+			// panicking count keeps it; the next stale read tries again.
+			c.have = false
 		}
 		c.inflight = nil
 		c.mu.Unlock()

@@ -170,3 +170,31 @@ func TestStatsExactOption(t *testing.T) {
 		}
 	}
 }
+
+// A held count is not served for ever once the store fails: the failed
+// background count drops it, and the next caller gets the error.
+func TestStatsHeldDroppedOnFailure(t *testing.T) {
+	svc, st := newStatsService(t, 20*time.Millisecond)
+	var skew atomic.Int64
+	svc.stats.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	ctx := context.Background()
+	if _, err := svc.Stats(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st.fail.Store(true)
+	skew.Add(int64(2 * time.Second))
+	if got, err := svc.Stats(ctx); err != nil || got.Expected != 1 {
+		t.Fatalf("stale result while the recount runs: %+v %v", got, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := svc.Stats(ctx)
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a failing store is still hidden behind the held count after 5 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
