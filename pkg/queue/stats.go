@@ -12,13 +12,15 @@ import (
 // 0.75 s at 1,000,000 active blocks. api/stats needs no login (BHR's
 // contract) and /metrics is scraped, so the Service shares that cost:
 //   - a count that takes less than statsSlow is done for every call, as
-//     before (concurrent calls share the one in flight): small tables,
-//     and every test, always see the exact state;
+//     before (concurrent calls share the one in flight): small tables
+//     see the exact state (and so does every call with WithExactStats,
+//     which tests use: on a loaded machine a small count can be slow);
 //   - once a count takes statsSlow or longer, its result is served for
 //     statsHoldFactor times what it cost (at most statsHoldMax), and an
 //     older one is served while one new count runs in the background.
 //     Readers then cost nothing, and the store spends at most about a
-//     tenth of its time on counting however many ask.
+//     tenth of its time on counting however many ask. A count that fails
+//     drops the held result, so the next call reports the failure.
 const (
 	statsSlow       = 10 * time.Millisecond
 	statsHoldFactor = 10
