@@ -236,6 +236,19 @@ type ListOptions struct {
 	Limit      int // 0 = no limit
 }
 
+// PageProbe is the size under which a store reads a candidate set of a
+// page read whole (its range, its expected blocks, its source) rather than
+// walk blocks newest first; the stores count each set up to it.
+const PageProbe = 5000
+
+// IsPage tells a page read (newest first, a small limit, as the web pages
+// ask) from a listing: the stores choose how to drive a page read by the
+// sizes of its candidate sets, and keep one plan for listings.
+func (o ListOptions) IsPage() bool {
+	return o.Descending && o.Limit > 0 && o.Limit <= 1000 && o.Offset <= 0 && o.MinID == 0 &&
+		(o.Filter == FilterAll || o.Filter == FilterExpected || o.Filter == FilterPending)
+}
+
 // EntryListOptions selects and pages entries.
 type EntryListOptions struct {
 	BlockID  int64  // 0 = all blocks

@@ -640,7 +640,7 @@ func (a *args) add(v any) string {
 //   - driveRange reads the Within range from blocks_cidr and sorts it.
 //   - driveExpected reads the expected set from blocks_expected.
 //
-// A set smaller than pageProbe is read whole; when none is, the walk is
+// A set smaller than queue.PageProbe is read whole; when none is, the walk is
 // taken: every candidate set is then large, so matches are dense. A
 // condition that must not drive is written so that no index applies to it
 // (IS TRUE, COALESCE, ORDER BY id + 0). A listing keeps driveDefault.
@@ -653,30 +653,22 @@ const (
 	driveExpected
 )
 
-// pageProbe is the size under which a set is read whole for a page.
-const pageProbe = 5000
-
-func isPage(opts queue.ListOptions) bool {
-	return opts.Descending && opts.Limit > 0 && opts.Limit <= 1000 && opts.Offset <= 0 && opts.MinID == 0 &&
-		(opts.Filter == queue.FilterAll || opts.Filter == queue.FilterExpected || opts.Filter == queue.FilterPending)
-}
-
 // pageDriver probes the candidate sets of a page read (each count stops
-// at pageProbe, on its index) and picks the smallest bounded one.
+// at queue.PageProbe, on its index) and picks the smallest bounded one.
 func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver, error) {
 	var a args
 	var probes []string
 	var drivers []driver
 	if opts.Within.IsValid() {
-		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks WHERE cidr <<= `+a.add(opts.Within.Masked())+`::cidr LIMIT `+a.add(pageProbe)+`) r)`)
+		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks WHERE cidr <<= `+a.add(opts.Within.Masked())+`::cidr LIMIT `+a.add(queue.PageProbe)+`) r)`)
 		drivers = append(drivers, driveRange)
 	}
 	if opts.Filter == queue.FilterExpected || opts.Filter == queue.FilterPending {
-		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks b WHERE `+expectedAt(a.add(opts.Now.UTC()))+` LIMIT `+a.add(pageProbe)+`) e)`)
+		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks b WHERE `+expectedAt(a.add(opts.Now.UTC()))+` LIMIT `+a.add(queue.PageProbe)+`) e)`)
 		drivers = append(drivers, driveExpected)
 	}
 	if opts.Source != "" {
-		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks WHERE source = `+a.add(opts.Source)+` LIMIT `+a.add(pageProbe)+`) s)`)
+		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks WHERE source = `+a.add(opts.Source)+` LIMIT `+a.add(queue.PageProbe)+`) s)`)
 		drivers = append(drivers, driveWalk) // the walk goes by the source's index
 	}
 	if len(probes) == 0 {
@@ -690,7 +682,7 @@ func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver,
 	if err := s.pool.QueryRow(ctx, `SELECT `+strings.Join(probes, `, `), valueSensitive(a...)...).Scan(dest...); err != nil {
 		return 0, err
 	}
-	best, least := driveWalk, int64(pageProbe)
+	best, least := driveWalk, int64(queue.PageProbe)
 	for i, n := range counts {
 		if n < least {
 			best, least = drivers[i], n
@@ -703,7 +695,7 @@ func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver,
 // fn consumes them.
 func (s *Store) ListBlocks(ctx context.Context, opts queue.ListOptions, fn func(queue.Block) error) error {
 	drv := driveDefault
-	if isPage(opts) {
+	if opts.IsPage() {
 		var err error
 		if drv, err = s.pageDriver(ctx, opts); err != nil {
 			return fmt.Errorf("list blocks: %w", err)

@@ -343,7 +343,7 @@ func expectedBy(drv driver) string {
 //   - driveRange reads the Within range from its index and sorts it.
 //   - driveExpected reads the expected set from blocks_unblock_at.
 //
-// A set smaller than pageProbe is read whole (bounded); when none is, the
+// A set smaller than queue.PageProbe is read whole (bounded); when none is, the
 // walk is taken: every candidate set is then large, so matches are dense.
 // A listing (no limit, or oldest first) keeps driveDefault.
 type driver int
@@ -355,17 +355,8 @@ const (
 	driveExpected
 )
 
-// pageProbe is the size under which a set is read whole for a page.
-const pageProbe = 5000
-
-// isPage tells a page read from a listing.
-func isPage(opts queue.ListOptions) bool {
-	return opts.Descending && opts.Limit > 0 && opts.Limit <= 1000 && opts.Offset <= 0 && opts.MinID == 0 &&
-		(opts.Filter == queue.FilterAll || opts.Filter == queue.FilterExpected || opts.Filter == queue.FilterPending)
-}
-
 // pageDriver probes the candidate sets of a page read (each count stops
-// at pageProbe, on an index alone) and picks the smallest bounded one.
+// at queue.PageProbe, on an index alone) and picks the smallest bounded one.
 func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver, error) {
 	var probes []string
 	var args []any
@@ -374,20 +365,20 @@ func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver,
 		r := rangeOf(opts.Within)
 		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks INDEXED BY blocks_family_net_lo
 			WHERE family = ? AND net_lo >= ? AND net_lo <= ? LIMIT ?))`)
-		args = append(args, r.family, r.lo, r.hi, pageProbe)
+		args = append(args, r.family, r.lo, r.hi, queue.PageProbe)
 		drivers = append(drivers, driveRange)
 	}
 	if opts.Filter == queue.FilterExpected || opts.Filter == queue.FilterPending {
 		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks INDEXED BY blocks_unblock_at
 			WHERE unblock_at IS NULL LIMIT ?)) + (SELECT count(*) FROM (SELECT 1 FROM blocks INDEXED BY blocks_unblock_at
 			WHERE unblock_at > ? LIMIT ?))`)
-		args = append(args, pageProbe, micros(opts.Now), pageProbe)
+		args = append(args, queue.PageProbe, micros(opts.Now), queue.PageProbe)
 		drivers = append(drivers, driveExpected)
 	}
 	if opts.Source != "" {
 		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks INDEXED BY blocks_source_id
 			WHERE source = ? LIMIT ?))`)
-		args = append(args, opts.Source, pageProbe)
+		args = append(args, opts.Source, queue.PageProbe)
 		drivers = append(drivers, driveWalk) // the walk goes by the source's index
 	}
 	if len(probes) == 0 {
@@ -405,7 +396,7 @@ func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver,
 	if err := st.QueryRowContext(ctx, args...).Scan(dest...); err != nil {
 		return 0, err
 	}
-	best, least := driveWalk, int64(pageProbe)
+	best, least := driveWalk, int64(queue.PageProbe)
 	for i, n := range counts {
 		if n < least {
 			best, least = drivers[i], n
@@ -514,7 +505,7 @@ func listBlocksQueryBy(opts queue.ListOptions, drv driver) (string, []any, error
 // held up.
 func (s *Store) ListBlocks(ctx context.Context, opts queue.ListOptions, fn func(queue.Block) error) error {
 	drv := driveDefault
-	if isPage(opts) {
+	if opts.IsPage() {
 		var err error
 		if drv, err = s.pageDriver(ctx, opts); err != nil {
 			return fmt.Errorf("list blocks: %w", err)

@@ -70,7 +70,7 @@ func TestPageDriversAgree(t *testing.T) {
 				t.Errorf("%+v driver %d: %v, want %v", o, drv, got, want)
 			}
 		}
-		if !isPage(o) {
+		if !o.IsPage() {
 			t.Errorf("%+v is a page read", o)
 		}
 	}

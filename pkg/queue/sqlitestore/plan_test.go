@@ -111,8 +111,8 @@ func TestPagePlans(t *testing.T) {
 	if err != nil || drv == driveDefault {
 		t.Errorf("pageDriver: %v %v", drv, err)
 	}
-	if isPage(queue.ListOptions{Limit: 50}) || !isPage(page) {
-		t.Error("isPage: an oldest-first listing is not a page; newest first with a limit is")
+	if (queue.ListOptions{Limit: 50}).IsPage() || !page.IsPage() {
+		t.Error("IsPage: an oldest-first listing is not a page; newest first with a limit is")
 	}
 }
 
