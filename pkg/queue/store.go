@@ -241,12 +241,53 @@ type ListOptions struct {
 // walk blocks newest first; the stores count each set up to it.
 const PageProbe = 5000
 
+// PageWindow is how many of the newest ids a page read over a large
+// prefix walks before it reads the rest of the prefix by its index: a
+// walk is cheap while matches are dense among recent blocks, and the
+// index read costs the prefix's size, not all of history (a prefix whose
+// blocks are all old would otherwise be walked past every newer block).
+const PageWindow = 20_000
+
 // IsPage tells a page read (newest first, a small limit, as the web pages
 // ask) from a listing: the stores choose how to drive a page read by the
 // sizes of its candidate sets, and keep one plan for listings.
 func (o ListOptions) IsPage() bool {
 	return o.Descending && o.Limit > 0 && o.Limit <= 1000 && o.Offset <= 0 && o.MinID == 0 &&
 		(o.Filter == FilterAll || o.Filter == FilterExpected || o.Filter == FilterPending)
+}
+
+// SmallestProbe returns the driver whose candidate set is the smallest
+// of those counted under PageProbe (counts[i] is drivers[i]'s set, each
+// count stopped at PageProbe), or walk when none is: every set is then
+// large, so matches are dense among recent blocks.
+func SmallestProbe[D any](drivers []D, counts []int64, walk D) D {
+	best, least := walk, int64(PageProbe)
+	for i, n := range counts {
+		if n < least {
+			best, least = drivers[i], n
+		}
+	}
+	return best
+}
+
+// Window splits a page read newest first at window ids below its start
+// (the cursor, or newest+1 without one): recent keeps the ids above the
+// split, older the ids at or below it. A store walks recent and reads
+// older by an index, with the limit less what recent found. ok is false
+// when the window reaches the oldest id the read asks for: walk it all.
+func (o ListOptions) Window(newest, window int64) (recent, older ListOptions, ok bool) {
+	top := newest + 1
+	if o.AfterID != 0 {
+		top = o.AfterID
+	}
+	floor := top - window - 1
+	if !o.Descending || floor <= o.MinID || floor <= 0 {
+		return o, o, false
+	}
+	recent, older = o, o
+	recent.MinID = floor
+	older.AfterID = floor + 1
+	return recent, older, true
 }
 
 // EntryListOptions selects and pages entries.

@@ -641,9 +641,14 @@ func (a *args) add(v any) string {
 //   - driveExpected reads the expected set from blocks_expected.
 //
 // A set smaller than queue.PageProbe is read whole; when none is, the walk is
-// taken: every candidate set is then large, so matches are dense. A
-// condition that must not drive is written so that no index applies to it
-// (IS TRUE, COALESCE, ORDER BY id + 0). A listing keeps driveDefault.
+// taken: every candidate set is then large, so matches are dense. A walk
+// over a Within prefix goes through queue.PageWindow ids at most; what it
+// has not found by then is read with driveRangeIDs: the prefix's ids from
+// blocks_cidr alone (an index-only scan), then their rows through the
+// primary key newest first, so that old blocks of a prefix cost the
+// prefix's size rather than all of history. A condition that must not
+// drive is written so that no index applies to it (IS TRUE, COALESCE,
+// ORDER BY id + 0). A listing keeps driveDefault.
 type driver int
 
 const (
@@ -651,15 +656,20 @@ const (
 	driveWalk
 	driveRange
 	driveExpected
+	driveRangeIDs
 )
 
 // pageDriver probes the candidate sets of a page read (each count stops
 // at queue.PageProbe, on its index) and picks the smallest bounded one.
-func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver, error) {
+// With a Within prefix it also returns the newest id, where a windowed
+// walk starts.
+func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver, int64, error) {
 	var a args
 	var probes []string
 	var drivers []driver
 	if opts.Within.IsValid() {
+		probes = append(probes, `(SELECT coalesce(max(id), 0) FROM blocks)`)
+		drivers = append(drivers, driveDefault) // not a set: the newest id
 		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks WHERE cidr <<= `+a.add(opts.Within.Masked())+`::cidr LIMIT `+a.add(queue.PageProbe)+`) r)`)
 		drivers = append(drivers, driveRange)
 	}
@@ -672,7 +682,7 @@ func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver,
 		drivers = append(drivers, driveWalk) // the walk goes by the source's index
 	}
 	if len(probes) == 0 {
-		return driveWalk, nil
+		return driveWalk, 0, nil
 	}
 	counts := make([]int64, len(probes))
 	dest := make([]any, len(probes))
@@ -680,28 +690,46 @@ func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver,
 		dest[i] = &counts[i]
 	}
 	if err := s.pool.QueryRow(ctx, `SELECT `+strings.Join(probes, `, `), valueSensitive(a...)...).Scan(dest...); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	best, least := driveWalk, int64(queue.PageProbe)
-	for i, n := range counts {
-		if n < least {
-			best, least = drivers[i], n
-		}
+	if !opts.Within.IsValid() {
+		return queue.SmallestProbe(drivers, counts, driveWalk), 0, nil
 	}
-	return best, nil
+	return queue.SmallestProbe(drivers[1:], counts[1:], driveWalk), counts[0], nil
 }
 
 // ListBlocks implements queue.Store. Rows are read from the connection as
 // fn consumes them.
 func (s *Store) ListBlocks(ctx context.Context, opts queue.ListOptions, fn func(queue.Block) error) error {
-	drv := driveDefault
-	if opts.IsPage() {
-		var err error
-		if drv, err = s.pageDriver(ctx, opts); err != nil {
-			return fmt.Errorf("list blocks: %w", err)
-		}
+	if !opts.IsPage() {
+		return s.listBlocks(ctx, opts, driveDefault, fn)
+	}
+	drv, newest, err := s.pageDriver(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("list blocks: %w", err)
+	}
+	if drv == driveWalk && opts.Within.IsValid() {
+		return s.walkWindow(ctx, opts, newest, fn)
 	}
 	return s.listBlocks(ctx, opts, drv, fn)
+}
+
+// walkWindow walks the newest s.pageWindow ids of a page read over a
+// prefix, then reads what it still needs below them with driveRangeIDs.
+func (s *Store) walkWindow(ctx context.Context, opts queue.ListOptions, newest int64, fn func(queue.Block) error) error {
+	recent, older, ok := opts.Window(newest, s.pageWindow)
+	if !ok {
+		return s.listBlocks(ctx, opts, driveWalk, fn)
+	}
+	found := 0
+	if err := s.listBlocks(ctx, recent, driveWalk, func(b queue.Block) error { found++; return fn(b) }); err != nil {
+		return err
+	}
+	if found >= opts.Limit {
+		return nil
+	}
+	older.Limit -= found
+	return s.listBlocks(ctx, older, driveRangeIDs, fn)
 }
 
 func (s *Store) listBlocks(ctx context.Context, opts queue.ListOptions, drv driver, fn func(queue.Block) error) error {
@@ -709,7 +737,7 @@ func (s *Store) listBlocks(ctx context.Context, opts queue.ListOptions, drv driv
 	var where []string
 	now := opts.Now.UTC()
 	expected := func() string {
-		if drv == driveWalk || drv == driveRange {
+		if drv == driveWalk || drv == driveRange || drv == driveRangeIDs {
 			// Not a condition of blocks_expected: tested on each row.
 			return `(b.forced_unblock IS NOT TRUE AND COALESCE(b.unblock_at, 'infinity') > ` + a.add(now) + `)`
 		}
@@ -730,16 +758,26 @@ func (s *Store) listBlocks(ctx context.Context, opts queue.ListOptions, drv driv
 		return fmt.Errorf("list blocks: unknown filter %d", opts.Filter)
 	}
 	if opts.Source != "" {
-		if drv == driveRange || drv == driveExpected {
+		if drv == driveRange || drv == driveExpected || drv == driveRangeIDs {
 			where = append(where, `(b.source = `+a.add(opts.Source)+`) IS TRUE`)
 		} else {
 			where = append(where, `b.source = `+a.add(opts.Source))
 		}
 	}
 	if opts.Within.IsValid() {
-		if drv == driveWalk || drv == driveExpected {
+		switch drv {
+		case driveRangeIDs:
+			// The prefix's ids from blocks_cidr alone, bounded by the
+			// cursor, looked up through the primary key newest first.
+			ids := `b.id = ANY(ARRAY(SELECT id FROM blocks WHERE cidr <<= ` + a.add(opts.Within.Masked()) + `::cidr`
+			if opts.AfterID != 0 && opts.Descending {
+				ids += ` AND id < ` + a.add(opts.AfterID)
+			}
+			where = append(where, ids+`))`)
+			fallthrough
+		case driveWalk, driveExpected:
 			where = append(where, `(b.cidr <<= `+a.add(opts.Within.Masked())+`::cidr) IS TRUE`)
-		} else {
+		default:
 			where = append(where, `b.cidr <<= `+a.add(opts.Within.Masked())+`::cidr`)
 		}
 	}

@@ -57,6 +57,9 @@ type Store struct {
 	notifierDone chan struct{}
 
 	history historyHint // see ApplyBlocks
+
+	// pageWindow is queue.PageWindow (tests make it small).
+	pageWindow int64
 }
 
 var (
@@ -129,7 +132,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	for _, f := range o.tweak {
 		f(cfg)
 	}
-	s := &Store{onListenError: o.onListenError}
+	s := &Store{onListenError: o.onListenError, pageWindow: queue.PageWindow}
 	afterConnect, beforeClose := cfg.AfterConnect, cfg.BeforeClose
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		if afterConnect != nil {

@@ -327,7 +327,7 @@ const expectedIDs = `b.id IN (SELECT id FROM blocks
 const expectedInline = `(b.forced_unblock = 0 AND (+b.unblock_at IS NULL OR +b.unblock_at > ?))`
 
 func expectedBy(drv driver) string {
-	if drv == driveWalk || drv == driveRange {
+	if drv == driveWalk || drv == driveRange || drv == driveRangeIDs {
 		return expectedInline
 	}
 	return expectedIDs
@@ -345,7 +345,11 @@ func expectedBy(drv driver) string {
 //
 // A set smaller than queue.PageProbe is read whole (bounded); when none is, the
 // walk is taken: every candidate set is then large, so matches are dense.
-// A listing (no limit, or oldest first) keeps driveDefault.
+// A walk over a Within prefix goes through queue.PageWindow ids at most;
+// what it has not found by then is read with driveRangeIDs: the prefix's
+// ids from its index alone (no row read), visited newest first, so that
+// old blocks of a prefix cost the prefix's size rather than all of
+// history. A listing (no limit, or oldest first) keeps driveDefault.
 type driver int
 
 const (
@@ -353,16 +357,20 @@ const (
 	driveWalk
 	driveRange
 	driveExpected
+	driveRangeIDs
 )
 
 // pageDriver probes the candidate sets of a page read (each count stops
-// at queue.PageProbe, on an index alone) and picks the smallest bounded one.
-func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver, error) {
+// at queue.PageProbe, on an index alone) and picks the smallest bounded
+// one. It also returns the newest id, where a windowed walk starts.
+func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver, int64, error) {
 	var probes []string
 	var args []any
 	var drivers []driver
 	if opts.Within.IsValid() {
 		r := rangeOf(opts.Within)
+		probes = append(probes, `(SELECT coalesce(max(id), 0) FROM blocks)`)
+		drivers = append(drivers, driveDefault) // not a set: the newest id
 		probes = append(probes, `(SELECT count(*) FROM (SELECT 1 FROM blocks INDEXED BY blocks_family_net_lo
 			WHERE family = ? AND net_lo >= ? AND net_lo <= ? LIMIT ?))`)
 		args = append(args, r.family, r.lo, r.hi, queue.PageProbe)
@@ -382,11 +390,11 @@ func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver,
 		drivers = append(drivers, driveWalk) // the walk goes by the source's index
 	}
 	if len(probes) == 0 {
-		return driveWalk, nil
+		return driveWalk, 0, nil
 	}
 	st, err := s.readStmt(ctx, `SELECT `+strings.Join(probes, `, `))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	counts := make([]int64, len(probes))
 	dest := make([]any, len(probes))
@@ -394,15 +402,12 @@ func (s *Store) pageDriver(ctx context.Context, opts queue.ListOptions) (driver,
 		dest[i] = &counts[i]
 	}
 	if err := st.QueryRowContext(ctx, args...).Scan(dest...); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	best, least := driveWalk, int64(queue.PageProbe)
-	for i, n := range counts {
-		if n < least {
-			best, least = drivers[i], n
-		}
+	if !opts.Within.IsValid() {
+		return queue.SmallestProbe(drivers, counts, driveWalk), 0, nil
 	}
-	return best, nil
+	return queue.SmallestProbe(drivers[1:], counts[1:], driveWalk), counts[0], nil
 }
 
 // listBlocksQuery builds the SELECT for opts.
@@ -439,7 +444,7 @@ func listBlocksQueryBy(opts queue.ListOptions, drv driver) (string, []any, error
 		return "", nil, fmt.Errorf("unknown filter %d", opts.Filter)
 	}
 	if opts.Source != "" {
-		if drv == driveRange || drv == driveExpected {
+		if drv == driveRange || drv == driveExpected || drv == driveRangeIDs {
 			where = append(where, `+b.source = ?`)
 		} else {
 			where = append(where, `b.source = ?`)
@@ -450,9 +455,22 @@ func listBlocksQueryBy(opts queue.ListOptions, drv driver) (string, []any, error
 		r := rangeOf(opts.Within)
 		// net_lo <= hi bounds the index range scan; net_hi <= hi is what
 		// "within" means.
-		if drv == driveWalk || drv == driveExpected {
+		switch drv {
+		case driveRangeIDs:
+			// The prefix's ids from its index alone, bounded by the
+			// cursor; SQLite visits the list in id order, newest first.
+			ids := `b.id IN (SELECT id FROM blocks INDEXED BY blocks_family_net_lo
+				WHERE family = ? AND net_lo >= ? AND net_lo <= ?`
+			args = append(args, r.family, r.lo, r.hi)
+			if opts.AfterID != 0 && opts.Descending {
+				ids += ` AND id < ?`
+				args = append(args, opts.AfterID)
+			}
+			where = append(where, ids+`)`)
+			fallthrough
+		case driveWalk, driveExpected:
 			where = append(where, `+b.family = ? AND +b.net_lo >= ? AND +b.net_lo <= ? AND b.net_hi <= ?`)
-		} else {
+		default:
 			where = append(where, `b.family = ? AND b.net_lo >= ? AND b.net_lo <= ? AND b.net_hi <= ?`)
 		}
 		args = append(args, r.family, r.lo, r.hi, r.hi)
@@ -471,8 +489,14 @@ func listBlocksQueryBy(opts queue.ListOptions, drv driver) (string, []any, error
 		where = append(where, `instr(lower(b.why), lower(?)) > 0`)
 		args = append(args, opts.WhyContains)
 	}
+	// Under driveRangeIDs the id list drives: the bounds are tested on
+	// each of its ids (and bound the list itself).
+	id := `b.id`
+	if drv == driveRangeIDs {
+		id = `+b.id`
+	}
 	if opts.MinID != 0 {
-		where = append(where, `b.id > ?`)
+		where = append(where, id+` > ?`)
 		args = append(args, opts.MinID)
 	}
 	order := "ASC"
@@ -481,9 +505,9 @@ func listBlocksQueryBy(opts queue.ListOptions, drv driver) (string, []any, error
 	}
 	if opts.AfterID != 0 {
 		if opts.Descending {
-			where = append(where, `b.id < ?`)
+			where = append(where, id+` < ?`)
 		} else {
-			where = append(where, `b.id > ?`)
+			where = append(where, id+` > ?`)
 		}
 		args = append(args, opts.AfterID)
 	}
@@ -504,14 +528,35 @@ func listBlocksQueryBy(opts queue.ListOptions, drv driver) (string, []any, error
 // snapshot while fn runs, so memory stays constant and writers are not
 // held up.
 func (s *Store) ListBlocks(ctx context.Context, opts queue.ListOptions, fn func(queue.Block) error) error {
-	drv := driveDefault
-	if opts.IsPage() {
-		var err error
-		if drv, err = s.pageDriver(ctx, opts); err != nil {
-			return fmt.Errorf("list blocks: %w", err)
-		}
+	if !opts.IsPage() {
+		return s.listBlocks(ctx, opts, driveDefault, fn)
+	}
+	drv, newest, err := s.pageDriver(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("list blocks: %w", err)
+	}
+	if drv == driveWalk && opts.Within.IsValid() {
+		return s.walkWindow(ctx, opts, newest, fn)
 	}
 	return s.listBlocks(ctx, opts, drv, fn)
+}
+
+// walkWindow walks the newest s.pageWindow ids of a page read over a
+// prefix, then reads what it still needs below them with driveRangeIDs.
+func (s *Store) walkWindow(ctx context.Context, opts queue.ListOptions, newest int64, fn func(queue.Block) error) error {
+	recent, older, ok := opts.Window(newest, s.pageWindow)
+	if !ok {
+		return s.listBlocks(ctx, opts, driveWalk, fn)
+	}
+	found := 0
+	if err := s.listBlocks(ctx, recent, driveWalk, func(b queue.Block) error { found++; return fn(b) }); err != nil {
+		return err
+	}
+	if found >= opts.Limit {
+		return nil
+	}
+	older.Limit -= found
+	return s.listBlocks(ctx, older, driveRangeIDs, fn)
 }
 
 func (s *Store) listBlocks(ctx context.Context, opts queue.ListOptions, drv driver, fn func(queue.Block) error) error {

@@ -74,6 +74,8 @@ func TestPagePlans(t *testing.T) {
 	page := queue.ListOptions{Filter: queue.FilterExpected, Source: "test", Within: pfx("192.0.2.0/24"), Descending: true, Limit: 50, Now: t0}
 	noSource := page
 	noSource.Source = ""
+	withCursor := page
+	withCursor.AfterID = 1 << 40
 	cases := []struct {
 		name string
 		opts queue.ListOptions
@@ -84,6 +86,8 @@ func TestPagePlans(t *testing.T) {
 		{"expected", page, driveExpected, "blocks_unblock_at"},
 		{"walk by source", page, driveWalk, "USING INDEX blocks_source_id"},
 		{"walk by id", noSource, driveWalk, "SCAN b"},
+		{"range ids", page, driveRangeIDs, "COVERING INDEX blocks_family_net_lo"},
+		{"range ids below a cursor", withCursor, driveRangeIDs, "COVERING INDEX blocks_family_net_lo"},
 	}
 	for _, c := range cases {
 		query, args, err := listBlocksQueryBy(c.opts, c.drv)
@@ -94,8 +98,11 @@ func TestPagePlans(t *testing.T) {
 		if !strings.Contains(all, c.want) {
 			t.Errorf("%s: plan %q lacks %q", c.name, all, c.want)
 		}
-		if c.drv == driveWalk && strings.Contains(all, "TEMP B-TREE") {
+		if (c.drv == driveWalk || c.drv == driveRangeIDs) && strings.Contains(all, "TEMP B-TREE") {
 			t.Errorf("%s: a walk sorts: %s", c.name, all)
+		}
+		if c.drv == driveRangeIDs && !strings.Contains(all, "INTEGER PRIMARY KEY (rowid=?)") {
+			t.Errorf("%s: the id list does not drive: %s", c.name, all)
 		}
 		// The same rows whatever drives the query.
 		var got []int64
@@ -107,9 +114,9 @@ func TestPagePlans(t *testing.T) {
 		}
 	}
 	// One block: every probed set is small, the smallest wins.
-	drv, err := s.pageDriver(context.Background(), page)
-	if err != nil || drv == driveDefault {
-		t.Errorf("pageDriver: %v %v", drv, err)
+	drv, newest, err := s.pageDriver(context.Background(), page)
+	if err != nil || drv == driveDefault || newest != 1 {
+		t.Errorf("pageDriver: %v %d %v", drv, newest, err)
 	}
 	if (queue.ListOptions{Limit: 50}).IsPage() || !page.IsPage() {
 		t.Error("IsPage: an oldest-first listing is not a page; newest first with a limit is")

@@ -63,6 +63,9 @@ type Store struct {
 
 	// lowGate admits one low-priority writer at a time (writeLow).
 	lowGate chan struct{}
+
+	// pageWindow is queue.PageWindow (tests make it small).
+	pageWindow int64
 }
 
 // Open opens (creating when missing) the database file at path and its
@@ -136,7 +139,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = rdb.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
-	return &Store{path: path, wdb: wdb, rdb: rdb, rstmts: map[string]*sql.Stmt{}, lowGate: make(chan struct{}, 1)}, nil
+	return &Store{path: path, wdb: wdb, rdb: rdb, rstmts: map[string]*sql.Stmt{}, lowGate: make(chan struct{}, 1), pageWindow: queue.PageWindow}, nil
 }
 
 func cloneValues(v url.Values) url.Values {
