@@ -3,6 +3,7 @@ package dnsbl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -396,5 +397,69 @@ func TestLongSourceTXT(t *testing.T) {
 	r := ask(t, "tcp", addr, name, dns.TypeTXT)
 	if len(r.Answer) != 1 || !strings.Contains(strings.Join(r.Answer[0].(*dns.TXT).Txt, ""), src) {
 		t.Errorf("tcp: %v", r.Answer)
+	}
+}
+
+// Queries arriving together from many sockets (so that one read takes
+// several datagrams) are each answered to their own sender, with their
+// own id and question; none is lost on loopback.
+func TestUDPBurstRepliesToEachSender(t *testing.T) {
+	_, tbl, addr := newServer(t, Config{})
+	tbl.Set(netip.MustParsePrefix("198.51.100.0/24"), Entry{Source: "x", Added: t0})
+	const socks, each = 8, 16
+	errs := make(chan error, socks)
+	for c := 0; c < socks; c++ {
+		go func(c int) {
+			conn, err := net.Dial("udp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			want := map[uint16]string{}
+			for i := 0; i < each; i++ {
+				m := new(dns.Msg)
+				a := netip.AddrFrom4([4]byte{198, 51, byte(100 + i%2), byte(c*each + i)})
+				m.SetQuestion(Name(a, "bl.example.net", ""), dns.TypeA)
+				m.Id = uint16(c<<8 | i)
+				want[m.Id] = m.Question[0].Name
+				b, _ := m.Pack()
+				if _, err := conn.Write(b); err != nil {
+					errs <- err
+					return
+				}
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			buf := make([]byte, 512)
+			for len(want) > 0 {
+				n, err := conn.Read(buf)
+				if err != nil {
+					errs <- fmt.Errorf("socket %d: %d answers missing: %v", c, len(want), err)
+					return
+				}
+				r := new(dns.Msg)
+				if err := r.Unpack(buf[:n]); err != nil {
+					errs <- err
+					return
+				}
+				name, ok := want[r.Id]
+				if !ok || len(r.Question) != 1 || r.Question[0].Name != name {
+					errs <- fmt.Errorf("socket %d: an answer not asked here: %v", c, r)
+					return
+				}
+				listed := strings.Contains(name, ".100.51.198.")
+				if got := answerA(t, r); listed != (got != "") {
+					errs <- fmt.Errorf("%s: answer %q", name, got)
+					return
+				}
+				delete(want, r.Id)
+			}
+			errs <- nil
+		}(c)
+	}
+	for c := 0; c < socks; c++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
