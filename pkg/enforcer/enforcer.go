@@ -332,9 +332,20 @@ func (e *Enforcer) run(ctx context.Context) error {
 // so the timer fires at once (asked for after now, it would be skipped
 // and nothing would wake the loop again).
 func (e *Enforcer) wait(ctx context.Context, changed <-chan struct{}, read time.Time) error {
+	// A change made while the batch was applied: straight to the next
+	// one, without asking the store for the next expiry first.
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-changed:
+		return nil
+	default:
+	}
 	var timer <-chan time.Time
 	next, ok, err := e.svc.NextUnblockAfter(ctx, read)
 	switch {
+	case err != nil && ctx.Err() != nil:
+		return ctx.Err() // shutting down: not a failure
 	case err != nil:
 		e.fail("next expiry", err)
 		// Without the next expiry, fall back to re-checking soon.
