@@ -42,6 +42,8 @@ run go test -count=1 -run '^$' -bench 'Enforce100k' -benchtime 1x -timeout 30m .
 run go test -count=1 -run '^$' -bench 'BulkUnblock10k' -benchtime 1x -timeout 10m ./internal/app/
 run go test -count=1 -run '^$' -bench 'Expiry10k' -benchtime 1x -timeout 10m ./internal/app/
 run go test -count=1 -run '^$' -bench 'RestartToEstablished' -benchtime 1x -timeout 10m ./internal/app/
+run go test -count=1 -run '^$' -bench 'Startup100k' -benchtime 1x -timeout 20m ./internal/app/
+run go test -count=1 -run '^$' -bench 'Metrics1M' -benchtime 1x -timeout 30m ./internal/app/
 if [ "$(id -u)" = 0 ]; then
   run go test -run '^$' -bench 'Install100k' -benchtime 1x -count 3 ./pkg/nullroute/
 else

@@ -85,7 +85,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	a := &App{opts: opts, log: opts.Logger, store: st, svc: svc, audit: opts.Audit, mets: m, cfg: opts.Config}
 	a.life.onStop("store", func(context.Context) error { return st.Close() })
-	m.reg.MustRegister(scrapeCollector{a})
+	m.reg.MustRegister(scrapeCollector{a: a, held: &heldReads{}})
 	return a, nil
 }
 

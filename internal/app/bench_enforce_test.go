@@ -18,6 +18,7 @@ import (
 	"github.com/bhrd/bhrd/internal/app"
 	"github.com/bhrd/bhrd/internal/bgptest"
 	"github.com/bhrd/bhrd/internal/pgtest"
+	"github.com/bhrd/bhrd/pkg/config"
 )
 
 // Benchmarks of enforcement, end to end: HTTP or store → enforcer → GoBGP
@@ -450,4 +451,73 @@ func BenchmarkRestartToEstablished(b *testing.B) {
 		b.ReportMetric(first.Seconds(), "first-s")
 		b.ReportMetric(restart.Seconds(), "restart-max-s")
 	}
+}
+
+// BenchmarkStartup100k: the time from the daemon starting (app.New, which
+// opens and migrates the store, then Start) until a peer's RIB holds
+// 100,000 blackholes, on both stores, in the two cases of issue 16: a new
+// ident over 100,000 stored blocks (its queue is filled and drained), and
+// a restart with the ident's 100,000 entries in the store (the enforcer
+// reconciles from them). The restart peers with a fresh router: a GoBGP
+// router that saw the session drop idles 5 s first (see
+// BenchmarkRestartToEstablished). first_s is the BGP session's share:
+// the first route's arrival.
+func BenchmarkStartup100k(b *testing.B) {
+	for _, driver := range []string{"sqlite", "postgres"} {
+		b.Run(driver, func(b *testing.B) {
+			for b.Loop() {
+				benchStartup100k(b, driver)
+			}
+		})
+	}
+}
+
+func benchStartup100k(b *testing.B, driver string) {
+	dir := b.TempDir()
+	ctx := context.Background()
+	var store config.Store
+	if driver == "postgres" {
+		store = pgStore(pgtest.NewDatabase(b))
+	}
+	configFor := func(r *bgptest.Router) config.Config {
+		c := bgpConfig(b, dir, r.Port)
+		if driver == "postgres" {
+			c.Store = store
+		}
+		return c
+	}
+	r1 := bgptest.NewRouter(b, routerASN)
+	r1.AddPeer(speakerASN, bgptest.PeerOptions{})
+	ps := hostPrefixes("10.0.0.0", enforce100k)
+	svc, st := seedService(b, configFor(r1), nil)
+	mblock(b, svc, blockRequests(ps, "1d", ""))
+	st.Close()
+
+	run := func(r *bgptest.Router) (*app.App, time.Duration, time.Duration) {
+		best := r.TrackBest()
+		start := time.Now()
+		a := startApp(b, app.Options{Config: configFor(r), Logger: bgptest.Logger(b)})
+		in := best.WaitLen(b, enforce100k, 120*time.Second).Sub(start)
+		return a, in, best.First().Sub(start)
+	}
+	a, fresh, freshFirst := run(r1)
+	bgptest.WaitFor(b, 60*time.Second, "every block set_blocked", func() (bool, string) {
+		s, err := a.Service().Stats(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s.Current == enforce100k, fmt.Sprintf("%+v", s)
+	})
+	stopApp(b, a)
+
+	r2 := bgptest.NewRouter(b, routerASN)
+	r2.AddPeer(speakerASN, bgptest.PeerOptions{})
+	a, restart, restartFirst := run(r2)
+	stopApp(b, a)
+	b.ReportMetric(fresh.Seconds(), "new-ident_s")
+	b.ReportMetric(freshFirst.Seconds(), "new-ident-first_s")
+	b.ReportMetric(restart.Seconds(), "restart_s")
+	b.ReportMetric(restartFirst.Seconds(), "restart-first_s")
+	b.Logf("%s: 100,000 in the peer's RIB %s after start with a new ident (first route %s), %s after a restart (first %s); goal 5 s",
+		driver, fresh.Round(time.Millisecond), freshFirst.Round(time.Millisecond), restart.Round(time.Millisecond), restartFirst.Round(time.Millisecond))
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,8 +64,12 @@ func (m *metrics) observeRequest(method, route string, status int, d time.Durati
 
 // scrapeCollector reads the state the metrics describe at scrape time
 // (blocks by state, queues, BGP peers, installed prefixes), so that they
-// are never stale and cost nothing between scrapes.
-type scrapeCollector struct{ a *App }
+// cost nothing between scrapes; the store's part is held briefly (see
+// storeScrapeHold).
+type scrapeCollector struct {
+	a    *App
+	held *heldReads
+}
 
 var (
 	descBlocks = prometheus.NewDesc("bhrd_blocks", "Blocks by state (BHR's api/stats: expected, current, block_pending, unblock_pending).",
@@ -123,7 +128,20 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		failed["blocks"] = true
 	}
 	now := a.svc.Now()
-	for _, re := range a.runningEnforcers() {
+	running := a.runningEnforcers()
+	names := make([]string, len(running))
+	for i, re := range running {
+		names[i] = re.enf.Ident()
+	}
+	held := c.held.read(ctx, a.svc, names)
+	defer c.held.mu.Unlock()
+	age := func(t time.Time) float64 {
+		if t.IsZero() {
+			return 0
+		}
+		return max(now.Sub(t).Seconds(), 0)
+	}
+	for _, re := range running {
 		ident := re.enf.Ident()
 		typ := re.typ
 		st := re.enf.Status()
@@ -137,41 +155,24 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descDNSBLQueries, prometheus.CounterValue, float64(n), ident, k.Zone, k.Answer, k.Key)
 			}
 		}
-		if bq, err := a.svc.BlockQueue(ctx, ident, time.Time{}, queue.QueueLimit); err == nil {
-			age := 0.0
-			if len(bq) > 0 {
-				age = now.Sub(bq[0].Added).Seconds()
+		for _, q := range []struct {
+			name string
+			read queueRead
+		}{{"block", held.block[ident]}, {"unblock", held.unblock[ident]}} {
+			if !q.read.ok {
+				failed["queues"] = true
+				continue
 			}
-			gauge(descQueueDepth, float64(len(bq)), ident, "block")
-			gauge(descQueueAge, max(age, 0), ident, "block")
-		} else {
-			failed["queues"] = true
-		}
-		// Read as the enforcer itself: its unblock queue is reserved.
-		ectx := queue.WithActor(ctx, queue.EnforcerActor(ident))
-		if uq, err := a.svc.UnblockQueue(ectx, ident, queue.QueueLimit); err == nil {
-			age := 0.0
-			if len(uq) > 0 {
-				age = now.Sub(uq[0].UnblockAt).Seconds()
-			}
-			gauge(descQueueDepth, float64(len(uq)), ident, "unblock")
-			gauge(descQueueAge, max(age, 0), ident, "unblock")
-		} else {
-			failed["queues"] = true
+			gauge(descQueueDepth, float64(q.read.depth), ident, q.name)
+			gauge(descQueueAge, age(q.read.oldest), ident, q.name)
 		}
 	}
-	if idents, err := a.svc.ListIdents(ctx); err == nil {
-		for _, in := range idents {
-			lag := func(t time.Time) float64 {
-				if t.IsZero() {
-					return 0
-				}
-				return max(now.Sub(t).Seconds(), 0)
-			}
+	if held.identsOK {
+		for _, in := range held.idents {
 			gauge(descIdentDepth, float64(in.Queued), in.Name, "block")
-			gauge(descIdentLag, lag(in.OldestQueued), in.Name, "block")
+			gauge(descIdentLag, age(in.OldestQueued), in.Name, "block")
 			gauge(descIdentDepth, float64(in.UnblockDue), in.Name, "unblock")
-			gauge(descIdentLag, lag(in.OldestDue), in.Name, "unblock")
+			gauge(descIdentLag, age(in.OldestDue), in.Name, "unblock")
 		}
 	} else {
 		failed["idents"] = true
@@ -191,6 +192,73 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, part := range []string{"blocks", "queues", "idents", "peers"} {
 		gauge(descScrapeErr, b2f(failed[part]), part)
 	}
+}
+
+// storeScrapeHold is how long the store reads of one scrape (each
+// enforcer's queue depth and oldest item, each ident's waiting work)
+// serve the scrapes that follow: a scraper polling /metrics, which needs
+// no login, costs the store at most one set of reads a second, and a
+// scrape within the hold is answered from memory. The ages are computed
+// at each scrape; the depths may be up to the hold old. The block counts
+// have their own hold (queue.Service.Stats).
+const storeScrapeHold = time.Second
+
+// queueRead is one enforcer queue's depth (up to a page) and the time
+// its oldest item started waiting.
+type queueRead struct {
+	depth  int
+	oldest time.Time
+	ok     bool
+}
+
+// heldReads are the store reads of the last scrape that made them.
+type heldReads struct {
+	mu             sync.Mutex
+	at             time.Time
+	block, unblock map[string]queueRead // by ident
+	idents         []queue.IdentInfo
+	identsOK       bool
+}
+
+// read returns the held reads, made again when they are older than
+// storeScrapeHold or miss one of idents, with h.mu held: the caller
+// unlocks it when done with them (scrapes at the same moment wait for
+// one set of reads).
+func (h *heldReads) read(ctx context.Context, svc *queue.Service, idents []string) *heldReads {
+	h.mu.Lock()
+	fresh := !h.at.IsZero() && time.Since(h.at) < storeScrapeHold
+	for _, id := range idents {
+		if _, ok := h.block[id]; !ok {
+			fresh = false
+		}
+	}
+	if fresh {
+		return h
+	}
+	h.block = make(map[string]queueRead, len(idents))
+	h.unblock = make(map[string]queueRead, len(idents))
+	for _, ident := range idents {
+		var b, u queueRead
+		if bq, err := svc.BlockQueue(ctx, ident, time.Time{}, queue.QueueLimit); err == nil {
+			b = queueRead{depth: len(bq), ok: true}
+			if len(bq) > 0 {
+				b.oldest = bq[0].Added
+			}
+		}
+		// Read as the enforcer itself: its unblock queue is reserved.
+		if uq, err := svc.UnblockQueue(queue.WithActor(ctx, queue.EnforcerActor(ident)), ident, queue.QueueLimit); err == nil {
+			u = queueRead{depth: len(uq), ok: true}
+			if len(uq) > 0 {
+				u.oldest = uq[0].UnblockAt
+			}
+		}
+		h.block[ident], h.unblock[ident] = b, u
+	}
+	var err error
+	h.idents, err = svc.ListIdents(ctx)
+	h.identsOK = err == nil
+	h.at = time.Now()
+	return h
 }
 
 // dnsblStats is a dnsbl enforcer's instance, for its metrics.

@@ -20,6 +20,7 @@ import (
 	"github.com/bhrd/bhrd/pkg/bgp"
 	"github.com/bhrd/bhrd/pkg/config"
 	"github.com/bhrd/bhrd/pkg/plane/bgpplane"
+	"github.com/bhrd/bhrd/pkg/queue"
 )
 
 // metricValue finds one sample in a Prometheus text exposition: the
@@ -199,4 +200,60 @@ func TestMetricsAndHealth(t *testing.T) {
 		v, _ := metricValue(body, "bhrd_scrape_errors", map[string]string{"part": "blocks"})
 		return v == 1, fmt.Sprint(v)
 	})
+}
+
+// The store reads of a scrape serve the scrapes within storeScrapeHold
+// (anonymous pollers of /metrics cost the store one set of reads a
+// second), and the next scrape after it reads the store again.
+func TestMetricsStoreReadsHeld(t *testing.T) {
+	cfg := config.Default()
+	cfg.Log.Level = "warn"
+	cfg.Store.Path = filepath.Join(t.TempDir(), "bhrd.db")
+	cfg.API.Listen = "127.0.0.1:0"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, err := New(ctx, Options{Config: cfg, Logger: bgptest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = a.Stop(context.Background()) }()
+	base := "http://" + a.APIAddr()
+	svc := a.Service()
+	// A remote enforcer's ident, registered by its first queue read.
+	if _, err := svc.BlockQueue(ctx, "r9", time.Time{}, queue.QueueLimit); err != nil {
+		t.Fatal(err)
+	}
+	block := func(cidr string) {
+		t.Helper()
+		if _, err := svc.Block(queue.WithActor(ctx, queue.Actor{Name: "alice"}), queue.BlockRequest{CIDR: cidr, Who: "alice", Source: "t", Why: "t", Duration: "300"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	depth := func() float64 {
+		t.Helper()
+		_, body := get(t, base+"/metrics")
+		v, ok := metricValue(body, "bhrd_ident_queue_depth", map[string]string{"ident": "r9", "queue": "block"})
+		if !ok {
+			t.Fatalf("no queue depth for r9:\n%s", body)
+		}
+		return v
+	}
+	block("203.0.113.1")
+	first := time.Now()
+	if d := depth(); d != 1 {
+		t.Fatalf("depth %v, want 1", d)
+	}
+	block("203.0.113.2")
+	if d := depth(); time.Since(first) < storeScrapeHold && d != 1 {
+		t.Errorf("a scrape within the hold read the store again: depth %v, want the held 1", d)
+	}
+	time.Sleep(storeScrapeHold)
+	if d := depth(); d != 2 {
+		t.Errorf("after the hold: depth %v, want 2", d)
+	}
 }

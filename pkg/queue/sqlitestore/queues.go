@@ -262,9 +262,8 @@ func (s *Store) SweepIdents(ctx context.Context, cutoff time.Time, keep []string
 	return len(swept), nil
 }
 
-// ListIdents implements queue.Store.
-func (s *Store) ListIdents(ctx context.Context, now time.Time) ([]queue.IdentInfo, error) {
-	rows, err := s.rdb.QueryContext(ctx, `
+// qListIdents is every ident with its waiting work (ListIdents).
+const qListIdents = `
 		SELECT i.name, i.added, i.last_seen, i.active, i.backfill_upto IS NOT NULL,
 		  (SELECT count(*) FROM pending p CROSS JOIN blocks b ON b.id = p.block_id
 		   WHERE p.ident = i.name AND b.forced_unblock = 0 AND (b.unblock_at IS NULL OR b.unblock_at > ?1)
@@ -274,7 +273,15 @@ func (s *Store) ListIdents(ctx context.Context, now time.Time) ([]queue.IdentInf
 		   AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = b.id AND e.ident = i.name)),
 		  (SELECT count(*) FROM entries e WHERE e.ident = i.name AND e.removed IS NULL AND e.unblock_at <= ?1),
 		  (SELECT min(e.unblock_at) FROM entries e WHERE e.ident = i.name AND e.removed IS NULL AND e.unblock_at <= ?1)
-		FROM idents i ORDER BY i.name`, micros(now))
+		FROM idents i ORDER BY i.name`
+
+// ListIdents implements queue.Store.
+func (s *Store) ListIdents(ctx context.Context, now time.Time) ([]queue.IdentInfo, error) {
+	st, err := s.readStmt(ctx, qListIdents)
+	if err != nil {
+		return nil, fmt.Errorf("list idents: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, micros(now))
 	if err != nil {
 		return nil, fmt.Errorf("list idents: %w", err)
 	}
