@@ -61,6 +61,24 @@ func get(t *testing.T, u string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// runApp validates cfg and runs an App on it until the test ends.
+func runApp(t *testing.T, cfg config.Config) *App {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, err := New(ctx, Options{Config: cfg, Logger: bgptest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop(context.Background()) })
+	return a
+}
+
 // TestMetricsAndHealth runs bhrd with a BGP enforcer peering with a
 // GoBGP router, blocks an address over HTTP and reads /metrics, /healthz
 // and /readyz; then breaks the store and sees readiness and the store
@@ -77,18 +95,8 @@ func TestMetricsAndHealth(t *testing.T) {
 		Peers: []bgpplane.Peer{{Name: "router", Address: netip.MustParseAddr("127.0.0.1"), ASN: 64999, Port: uint16(r.Port), HoldTime: 9 * time.Second}},
 	})
 	cfg.Enforcers = []config.Enforcer{{Ident: "r1", Type: "bgp"}}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	a, err := New(ctx, Options{Config: cfg, Logger: bgptest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = a.Stop(context.Background()) }()
+	a := runApp(t, cfg)
 	base := "http://" + a.APIAddr()
 
 	if code, body := get(t, base+"/healthz"); code != 200 {
@@ -210,18 +218,8 @@ func TestMetricsStoreReadsHeld(t *testing.T) {
 	cfg.Log.Level = "warn"
 	cfg.Store.Path = filepath.Join(t.TempDir(), "bhrd.db")
 	cfg.API.Listen = "127.0.0.1:0"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	a, err := New(ctx, Options{Config: cfg, Logger: bgptest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = a.Stop(context.Background()) }()
+	a := runApp(t, cfg)
 	base := "http://" + a.APIAddr()
 	svc := a.Service()
 	// A remote enforcer's ident, registered by its first queue read.
