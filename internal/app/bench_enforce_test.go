@@ -466,13 +466,28 @@ func BenchmarkStartup100k(b *testing.B) {
 	for _, driver := range []string{"sqlite", "postgres"} {
 		b.Run(driver, func(b *testing.B) {
 			for b.Loop() {
-				benchStartup100k(b, driver)
+				benchStartup(b, driver, enforce100k)
 			}
 		})
 	}
 }
 
-func benchStartup100k(b *testing.B, driver string) {
+// BenchmarkStartup1M is BenchmarkStartup100k with 1,000,000 blocks
+// (issue 16's goal: 60 s). Opt-in: BHRD_BENCH_1M=1.
+func BenchmarkStartup1M(b *testing.B) {
+	if os.Getenv("BHRD_BENCH_1M") != "1" {
+		b.Skip("set BHRD_BENCH_1M=1 to run (several minutes, a few GB of memory)")
+	}
+	for _, driver := range []string{"sqlite", "postgres"} {
+		b.Run(driver, func(b *testing.B) {
+			for b.Loop() {
+				benchStartup(b, driver, 1_000_000)
+			}
+		})
+	}
+}
+
+func benchStartup(b *testing.B, driver string, n int) {
 	dir := b.TempDir()
 	ctx := context.Background()
 	var store config.Store
@@ -488,7 +503,7 @@ func benchStartup100k(b *testing.B, driver string) {
 	}
 	r1 := bgptest.NewRouter(b, routerASN)
 	r1.AddPeer(speakerASN, bgptest.PeerOptions{})
-	ps := hostPrefixes("10.0.0.0", enforce100k)
+	ps := hostPrefixes("10.0.0.0", n)
 	svc, st := seedService(b, configFor(r1), nil)
 	mblock(b, svc, blockRequests(ps, "1d", ""))
 	st.Close()
@@ -497,16 +512,16 @@ func benchStartup100k(b *testing.B, driver string) {
 		best := r.TrackBest()
 		start := time.Now()
 		a := startApp(b, app.Options{Config: configFor(r), Logger: bgptest.Logger(b)})
-		in := best.WaitLen(b, enforce100k, 120*time.Second).Sub(start)
+		in := best.WaitLen(b, n, 20*time.Minute).Sub(start)
 		return a, in, best.First().Sub(start)
 	}
 	a, fresh, freshFirst := run(r1)
-	bgptest.WaitFor(b, 60*time.Second, "every block set_blocked", func() (bool, string) {
+	bgptest.WaitFor(b, 20*time.Minute, "every block set_blocked", func() (bool, string) {
 		s, err := a.Service().Stats(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
-		return s.Current == enforce100k, fmt.Sprintf("%+v", s)
+		return s.Current == int64(n), fmt.Sprintf("%+v", s)
 	})
 	stopApp(b, a)
 
@@ -518,6 +533,6 @@ func benchStartup100k(b *testing.B, driver string) {
 	b.ReportMetric(freshFirst.Seconds(), "new-ident-first_s")
 	b.ReportMetric(restart.Seconds(), "restart_s")
 	b.ReportMetric(restartFirst.Seconds(), "restart-first_s")
-	b.Logf("%s: 100,000 in the peer's RIB %s after start with a new ident (first route %s), %s after a restart (first %s); goal 5 s",
-		driver, fresh.Round(time.Millisecond), freshFirst.Round(time.Millisecond), restart.Round(time.Millisecond), restartFirst.Round(time.Millisecond))
+	b.Logf("%s: %d in the peer's RIB %s after start with a new ident (first route %s), %s after a restart (first %s)",
+		driver, n, fresh.Round(time.Millisecond), freshFirst.Round(time.Millisecond), restart.Round(time.Millisecond), restartFirst.Round(time.Millisecond))
 }
