@@ -500,3 +500,58 @@ func TestBlockQueuePlanAfterBigDrain(t *testing.T) {
 		t.Fatalf("drained queue has %d blocks", len(q))
 	}
 }
+
+// SetBlocked's plan probes blocks and pending by primary key, one id at
+// a time, whatever the statistics: on tables never analyzed (here, as
+// after a big load before autoanalyze) "JOIN req" became a hash join
+// over every block and "block_id = ANY($2)" a scan of every pending row
+// of the ident, filtered by the list.
+func TestSetBlockedPlanKeyed(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	const n = 20000
+	if _, err := s.pool.Exec(ctx, `ALTER TABLE pending SET (autovacuum_enabled = false);
+		ALTER TABLE blocks SET (autovacuum_enabled = false)`); err != nil {
+		t.Fatal(err)
+	}
+	blockQueue(t, s, "big", at(0))
+	if _, err := s.pool.Exec(ctx, `
+		WITH b AS (
+			INSERT INTO blocks (cidr, added, unblock_at)
+			SELECT ('10.0.0.0'::inet + g)::cidr, $1, $2 FROM generate_series(1, $3::int) g
+			RETURNING id)
+		INSERT INTO pending (ident, block_id) SELECT 'big', id FROM b`, at(0), at(3600), n); err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	if err := s.pool.QueryRow(ctx, `SELECT array_agg(block_id ORDER BY block_id) FROM (SELECT block_id FROM pending WHERE ident = 'big' ORDER BY block_id LIMIT 200) p`).Scan(&ids); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.pool.Query(ctx, `EXPLAIN `+sqlSetBlocked, "big", ids, at(1).UTC(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	for _, bad := range []string{"Seq Scan on blocks", "Seq Scan on pending", "Bitmap Heap Scan on pending", "Bitmap Heap Scan on blocks"} {
+		if strings.Contains(plan, bad) {
+			t.Fatalf("set_blocked plan has %q:\n%s", bad, plan)
+		}
+	}
+	for _, want := range []string{"Index Scan using blocks_pkey on blocks", "Index Scan using pending_pkey on pending", "Tid Scan on pending"} {
+		if !strings.Contains(plan, want) {
+			t.Fatalf("set_blocked plan lacks %q:\n%s", want, plan)
+		}
+	}
+	// And it still does its job: 200 entries, 200 fewer queued.
+	setBlocked(t, s, "big", at(1), ids...)
+	if got := countRows(t, s, `SELECT count(*) FROM pending WHERE ident = 'big'`); got != n-200 {
+		t.Errorf("%d queued after set_blocked of 200, want %d", got, n-200)
+	}
+	if got := countRows(t, s, `SELECT count(*) FROM entries WHERE ident = 'big'`); got != 200 {
+		t.Errorf("%d entries, want 200", got)
+	}
+}
