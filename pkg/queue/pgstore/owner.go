@@ -126,13 +126,19 @@ func (l *lease) watch() {
 	}
 }
 
-// Release ends the session, which releases the lock.
+// Release unlocks the ident and ends the session. The unlock comes first
+// and is waited for: the server frees a closed session's locks only once
+// its backend has exited, a moment after the connection closes, and a
+// report made right after Release (another instance taking over, a
+// remote enforcer reporting) must find the ident free. Should the
+// unlock fail, the session's end still frees the lock.
 func (l *lease) Release() {
 	l.once.Do(func() {
 		close(l.stop)
 		<-l.done
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		_, _ = l.conn.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
 		_ = l.conn.Close(ctx)
 	})
 }

@@ -119,3 +119,24 @@ func TestIdentOwnership(t *testing.T) {
 		t.Fatalf("forget once nobody owns the ident: %v", err)
 	}
 }
+
+// A released ident is free the moment Release returns (the server frees
+// a closed session's locks only once its backend has exited): a user's
+// report right after it is never refused as reserved.
+func TestReleasedIdentFreeAtOnce(t *testing.T) {
+	ctx := context.Background()
+	url := pgtestDB(t)
+	a, b := openStoreAt(t, url), openStoreAt(t, url)
+	blk := insert(t, a, at(0), newBlock("192.0.2.1/32", at(0), at(3600)))[0]
+	user := queue.WithActor(ctx, queue.Actor{Name: "remote"})
+	for i := range 20 {
+		l, err := a.LockIdent(ctx, "bgp1", "alpha", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Release()
+		if _, err := b.SetBlocked(user, "bgp1", []int64{blk.ID}, at(1)); err != nil {
+			t.Fatalf("round %d: set_blocked right after the release: %v", i, err)
+		}
+	}
+}

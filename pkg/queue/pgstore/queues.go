@@ -418,7 +418,10 @@ func (s *Store) SkipBlocks(ctx context.Context, ident string, blockIDs []int64) 
 	if len(blockIDs) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `DELETE FROM pending WHERE ident = $1 AND block_id = ANY($2::int8[])`, ident, blockIDs)
+	// Keyed by primary key one id at a time, as in sqlSetBlocked.
+	_, err := s.pool.Exec(ctx, `DELETE FROM pending WHERE ctid = ANY(ARRAY(
+		SELECT q.ctid FROM unnest($2::int8[]) AS r(id) CROSS JOIN LATERAL (
+			SELECT p.ctid FROM pending p WHERE p.ident = $1 AND p.block_id = r.id OFFSET 0) q))`, ident, blockIDs)
 	if err != nil {
 		return mapErr("skip blocks "+ident, err, queue.ErrNotFound)
 	}
