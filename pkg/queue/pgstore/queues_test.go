@@ -434,6 +434,21 @@ func TestApplyBlocksConcurrentOverlapping(t *testing.T) {
 	}
 }
 
+// queueBig registers ident "big" and queues n new blocks for it, written
+// straight into the tables (no statistics taken).
+func queueBig(t *testing.T, s *Store, n int) {
+	t.Helper()
+	blockQueue(t, s, "big", at(0))
+	if _, err := s.pool.Exec(context.Background(), `
+		WITH b AS (
+			INSERT INTO blocks (cidr, added, unblock_at)
+			SELECT ('10.0.0.0'::inet + g)::cidr, $1, $2 FROM generate_series(1, $3::int) g
+			RETURNING id)
+		INSERT INTO pending (ident, block_id) SELECT 'big', id FROM b`, at(0), at(3600), n); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The block queue's plan must not follow pending's statistics into a
 // join of every expected block with every entry: after a queue of 20,000
 // was drained, and before anything vacuums or analyzes pending again, the
@@ -445,15 +460,7 @@ func TestBlockQueuePlanAfterBigDrain(t *testing.T) {
 	if _, err := s.pool.Exec(ctx, `ALTER TABLE pending SET (autovacuum_enabled = false)`); err != nil {
 		t.Fatal(err)
 	}
-	blockQueue(t, s, "big", at(0))
-	if _, err := s.pool.Exec(ctx, `
-		WITH b AS (
-			INSERT INTO blocks (cidr, added, unblock_at)
-			SELECT ('10.0.0.0'::inet + g)::cidr, $1, $2 FROM generate_series(1, $3::int) g
-			RETURNING id)
-		INSERT INTO pending (ident, block_id) SELECT 'big', id FROM b`, at(0), at(3600), n); err != nil {
-		t.Fatal(err)
-	}
+	queueBig(t, s, n)
 	var ids []int64
 	if err := s.pool.QueryRow(ctx, `SELECT array_agg(block_id) FROM pending WHERE ident = 'big'`).Scan(&ids); err != nil {
 		t.Fatal(err)
@@ -514,15 +521,7 @@ func TestSetBlockedPlanKeyed(t *testing.T) {
 		ALTER TABLE blocks SET (autovacuum_enabled = false)`); err != nil {
 		t.Fatal(err)
 	}
-	blockQueue(t, s, "big", at(0))
-	if _, err := s.pool.Exec(ctx, `
-		WITH b AS (
-			INSERT INTO blocks (cidr, added, unblock_at)
-			SELECT ('10.0.0.0'::inet + g)::cidr, $1, $2 FROM generate_series(1, $3::int) g
-			RETURNING id)
-		INSERT INTO pending (ident, block_id) SELECT 'big', id FROM b`, at(0), at(3600), n); err != nil {
-		t.Fatal(err)
-	}
+	queueBig(t, s, n)
 	var ids []int64
 	if err := s.pool.QueryRow(ctx, `SELECT array_agg(block_id ORDER BY block_id) FROM (SELECT block_id FROM pending WHERE ident = 'big' ORDER BY block_id LIMIT 200) p`).Scan(&ids); err != nil {
 		t.Fatal(err)
