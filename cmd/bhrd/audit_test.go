@@ -328,7 +328,12 @@ func TestAuditEventsDocumented(t *testing.T) {
 	if refused["op"] != "set_blocked" || refused["actor"] != "alice" {
 		t.Errorf("request_refused: %v", refused)
 	}
-	// The hourly prune, as the app runs it, of the history just closed.
+	// The hourly prune, as the app runs it, of the history just closed:
+	// once the dnsbl enforcer has closed its entry of the block too (it
+	// may report after the request above).
+	waitEvent(t, logs, "set_unblocked", func(f map[string]any) bool {
+		return f["actor"] == "enforcer:dnsbl1" && f["cidr"] == "203.0.113.7/32"
+	})
 	if _, err := a.Service().Prune(queue.WithActor(ctx, queue.Actor{Name: audit.System}), time.Nanosecond); err != nil {
 		t.Fatal(err)
 	}
