@@ -434,6 +434,22 @@ func TestApplyBlocksConcurrentOverlapping(t *testing.T) {
 	}
 }
 
+// explain runs an EXPLAIN statement on q and returns the plan's text.
+func explain(t *testing.T, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, stmt string, args ...any) string {
+	t.Helper()
+	rows, err := q.Query(context.Background(), stmt, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
+}
+
 // queueBig registers ident "big" and queues n new blocks for it, written
 // straight into the tables (no statistics taken).
 func queueBig(t *testing.T, s *Store, n int) {
@@ -486,15 +502,7 @@ func TestBlockQueuePlanAfterBigDrain(t *testing.T) {
 	if _, err := conn.Exec(ctx, `PREPARE bq AS `+sqlBlockQueue); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := conn.Query(ctx, `EXPLAIN EXECUTE bq('big', '`+at(2).Format(time.RFC3339)+`', NULL, 1000)`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan := strings.Join(lines, "\n")
+	plan := explain(t, conn, `EXPLAIN EXECUTE bq('big', '`+at(2).Format(time.RFC3339)+`', NULL, 1000)`)
 	for _, bad := range []string{"Hash", "Seq Scan on blocks", "Seq Scan on entries", "Bitmap Heap Scan on blocks", "Seq Scan on pending"} {
 		if strings.Contains(plan, bad) {
 			t.Fatalf("block queue plan has %q:\n%s", bad, plan)
@@ -526,15 +534,7 @@ func TestSetBlockedPlanKeyed(t *testing.T) {
 	if err := s.pool.QueryRow(ctx, `SELECT array_agg(block_id ORDER BY block_id) FROM (SELECT block_id FROM pending WHERE ident = 'big' ORDER BY block_id LIMIT 200) p`).Scan(&ids); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := s.pool.Query(ctx, `EXPLAIN `+sqlSetBlocked, "big", ids, at(1).UTC(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan := strings.Join(lines, "\n")
+	plan := explain(t, s.pool, `EXPLAIN `+sqlSetBlocked, "big", ids, at(1).UTC(), true)
 	for _, bad := range []string{"Seq Scan on blocks", "Seq Scan on pending", "Bitmap Heap Scan on pending", "Bitmap Heap Scan on blocks"} {
 		if strings.Contains(plan, bad) {
 			t.Fatalf("set_blocked plan has %q:\n%s", bad, plan)
