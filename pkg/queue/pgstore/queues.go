@@ -70,15 +70,20 @@ WHERE active AND last_seen < $1 AND name <> ALL($2::text[])`
 // sqlBackfillChunk queues for ident $1 the expected blocks (at $2) it has
 // no entry for among the next $3 ids of its catch-up range, and moves the
 // range on (clearing it at its end). It returns how many it queued and
-// whether the range is done.
+// whether the range is done. The chunk is read LATERAL to the range, so
+// that its bounds are the index scan's conditions: as a join filter
+// ("FROM blocks b, st WHERE b.id > st.backfill_after"), the scan began at
+// the first block every time, and a catch-up of a million ran
+// quadratically (a chunk 900,000 ids in: 500 ms, of which 2 ms its own).
 var sqlBackfillChunk = `
 WITH st AS (
 	SELECT backfill_after, backfill_upto FROM idents
 	WHERE name = $1 AND backfill_upto IS NOT NULL FOR UPDATE
 ), chunk AS (
-	SELECT b.id, ` + expectedAt("$2") + ` AS expected FROM blocks b, st
-	WHERE b.id > st.backfill_after AND b.id <= st.backfill_upto
-	ORDER BY b.id LIMIT $3
+	SELECT c.id, c.expected FROM st CROSS JOIN LATERAL (
+		SELECT b.id, ` + expectedAt("$2") + ` AS expected FROM blocks b
+		WHERE b.id > st.backfill_after AND b.id <= st.backfill_upto
+		ORDER BY b.id LIMIT $3) c
 ), queued AS (
 	INSERT INTO pending (ident, block_id)
 	SELECT $1, c.id FROM chunk c
@@ -164,7 +169,11 @@ func (s *Store) BlockQueue(ctx context.Context, ident string, now, since time.Ti
 	}
 	// Catch up only while its queue is short: an ident that polls without
 	// draining (parked with added_since, or failing) does not copy the
-	// whole table chunk by chunk on every wake.
+	// whole table chunk by chunk on every wake. A full page read above is
+	// live queued blocks already, so it needs no count.
+	if active && len(items) >= queue.QueueLimit {
+		return items, nil
+	}
 	var live int
 	if err := s.pool.QueryRow(ctx, sqlLivePending, ident, now, queue.QueueLimit).Scan(&live); err != nil {
 		return nil, fmt.Errorf("block queue %s: %w", ident, err)
