@@ -419,6 +419,7 @@ func (s *Store) setBlocked(ctx context.Context, ident string, blockIDs []int64, 
 	if len(added) > 0 {
 		s.notifyBlocks()
 	}
+	s.pendingDeleted(int64(len(added)))
 	return added, nil
 }
 
@@ -428,28 +429,42 @@ func (s *Store) SkipBlocks(ctx context.Context, ident string, blockIDs []int64) 
 		return nil
 	}
 	// Keyed by primary key one id at a time, as in sqlSetBlocked.
-	_, err := s.pool.Exec(ctx, `DELETE FROM pending WHERE ctid = ANY(ARRAY(
+	tag, err := s.pool.Exec(ctx, `DELETE FROM pending WHERE ctid = ANY(ARRAY(
 		SELECT q.ctid FROM unnest($2::int8[]) AS r(id) CROSS JOIN LATERAL (
 			SELECT p.ctid FROM pending p WHERE p.ident = $1 AND p.block_id = r.id OFFSET 0) q))`, ident, blockIDs)
 	if err != nil {
 		return mapErr("skip blocks "+ident, err, queue.ErrNotFound)
 	}
+	s.pendingDeleted(tag.RowsAffected())
 	return nil
 }
 
+// The unblock queue is planned on every call (values inlined), with the
+// table as large as it is then, and each entry's block is one primary-key
+// probe (LATERAL ... OFFSET 0). Prepared once, its generic plan was made
+// when the connection first ran it and kept until the next analyze: one
+// made after autoanalyze saw a few dozen entries (a fresh store's first
+// drain) was a scan and sort of every entry, merge-joined with blocks,
+// and stayed so while an ident's entries grew to hundreds of thousands
+// (20 ms a call for the first minute of a new ident's catch-up of a
+// million); and as a join, an estimate of one due entry made it a merge
+// join walking blocks' primary key from the first due block to the last.
 var sqlUnblockQueue = `
 SELECT e.id, e.block_id, b.cidr, e.ident, e.added, e.unblock_at
-FROM entries e JOIN blocks b ON b.id = e.block_id
-WHERE e.ident = $1 AND e.removed IS NULL AND e.unblock_at <= $2
-ORDER BY e.unblock_at, e.id
-LIMIT $3`
+FROM (
+	SELECT e.id, e.block_id, e.ident, e.added, e.unblock_at FROM entries e
+	WHERE e.ident = $1 AND e.removed IS NULL AND e.unblock_at <= $2
+	ORDER BY e.unblock_at, e.id
+	LIMIT $3
+) e CROSS JOIN LATERAL (SELECT b.cidr FROM blocks b WHERE b.id = e.block_id OFFSET 0) b
+ORDER BY e.unblock_at, e.id`
 
 // UnblockQueue implements queue.Store.
 func (s *Store) UnblockQueue(ctx context.Context, ident string, now time.Time, limit int) ([]queue.UnblockItem, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, sqlUnblockQueue, ident, now.UTC(), limit)
+	rows, err := s.pool.Query(ctx, sqlUnblockQueue, valueSensitive(ident, now, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("unblock queue %s: %w", ident, err)
 	}

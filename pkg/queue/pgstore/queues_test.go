@@ -616,3 +616,63 @@ func TestBackfillChunkReadsOnlyItsRange(t *testing.T) {
 		t.Errorf("%d queued, want %d", got, queue.IdentBackfillChunk)
 	}
 }
+
+// The unblock queue's plan must not follow statistics taken when the
+// ident had a few dozen entries (a fresh store's first autoanalyze) once
+// it has tens of thousands: the entries walked in the queue's index
+// order, each block one primary-key probe, whether none is due or all.
+func TestUnblockQueuePlanAfterGrowth(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	if _, err := s.pool.Exec(ctx, `ALTER TABLE entries SET (autovacuum_enabled = false)`); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50000
+	queueBig(t, s, n)
+	open := func(k int) {
+		if _, err := s.pool.Exec(ctx, `INSERT INTO entries (block_id, ident, added, unblock_at)
+			SELECT block_id, 'big', $1, $2 FROM pending p
+			WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.block_id = p.block_id)
+			ORDER BY block_id LIMIT $3`, at(0), at(3600), k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open(60)
+	if _, err := s.pool.Exec(ctx, `ANALYZE entries, blocks`); err != nil {
+		t.Fatal(err)
+	}
+	open(n)
+	for _, now := range []time.Time{at(2), at(4000)} {
+		plan := explain(t, s.pool, `EXPLAIN `+sqlUnblockQueue, valueSensitive("big", now, queue.QueueLimit)...)
+		for _, bad := range []string{"Seq Scan", "Merge Join", "Hash", "Bitmap"} {
+			if strings.Contains(plan, bad) {
+				t.Fatalf("unblock queue plan at %s has %q:\n%s", now, bad, plan)
+			}
+		}
+		for _, want := range []string{"Index Scan using entries_unblock_queue on entries", "Index Scan using blocks_pkey on blocks"} {
+			if !strings.Contains(plan, want) {
+				t.Fatalf("unblock queue plan at %s lacks %q:\n%s", now, want, plan)
+			}
+		}
+	}
+	// And it answers: nothing due, then the oldest 200 of all due.
+	if q, err := s.UnblockQueue(ctx, "big", at(2), queue.QueueLimit); err != nil || len(q) != 0 {
+		t.Fatalf("unblock queue before expiry: %d items, %v", len(q), err)
+	}
+	q, err := s.UnblockQueue(ctx, "big", at(4000), queue.QueueLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []int64
+	if err := s.pool.QueryRow(ctx, `SELECT array_agg(id ORDER BY id) FROM (SELECT id FROM entries ORDER BY unblock_at, id LIMIT $1) x`, queue.QueueLimit).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	if len(q) != len(first) {
+		t.Fatalf("%d due entries, want %d", len(q), len(first))
+	}
+	for i, it := range q {
+		if it.ID != first[i] || !it.CIDR.IsValid() || it.Ident != "big" {
+			t.Fatalf("item %d: %+v, want entry %d", i, it, first[i])
+		}
+	}
+}
