@@ -140,7 +140,7 @@ SELECT b.id, x.ident, b.added, b.unblock_at
 FROM blocks b, (VALUES ('full'), ('part')) x(ident)
 WHERE b.why = 'expected' OR (b.why IN ('pending', 'due') AND x.ident = 'full');
 
-INSERT INTO idents (name, ready) VALUES ('full', true), ('part', true);
+INSERT INTO idents (name) VALUES ('full'), ('part');
 INSERT INTO pending (ident, block_id) SELECT 'part', id FROM blocks WHERE why = 'pending';
 `
 
@@ -194,6 +194,15 @@ func BenchmarkPGHistory1M(b *testing.B) {
 		for b.Loop() {
 			items, err := s.UnblockQueue(ctx, "full", now, 200)
 			if err != nil || len(items) != 150 {
+				b.Fatalf("unblock queue: %v, %d items", err, len(items))
+			}
+		}
+		msPerOp(b)
+	})
+	b.Run("UnblockQueueNoneDue", func(b *testing.B) {
+		for b.Loop() {
+			items, err := s.UnblockQueue(ctx, "part", now, 200)
+			if err != nil || len(items) != 0 {
 				b.Fatalf("unblock queue: %v, %d items", err, len(items))
 			}
 		}
