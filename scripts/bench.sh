@@ -16,7 +16,7 @@ say "# bhrd benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(awk '/Mem
 
 say "## Core (pkg/queue and the stores)"
 run go test -run '^$' -bench 'WhitelistCheck' -benchtime 2s ./pkg/queue/
-run go test -run '^$' -bench 'Service|ApplyBlocks' -benchtime 3s -timeout 30m ./pkg/queue/sqlitestore/
+run go test -run '^$' -bench 'Service|ApplyBlocks|SetBlocked200' -benchtime 3s -timeout 30m ./pkg/queue/sqlitestore/
 run go test -run '^$' -bench 'CommitFloor|Service|ApplyBlocks|History1M' -benchtime 3s -timeout 30m ./pkg/queue/pgstore/
 
 say "## Idents and reports (issue 10)"

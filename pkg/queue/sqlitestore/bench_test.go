@@ -88,3 +88,27 @@ func BenchmarkSQLiteBlockQueue(b *testing.B) {
 		}
 	}
 }
+
+// SetBlocked of 200 queued blocks at a time (an enforcer's report after a
+// queue read), blocks/s. The blocks are inserted between the timed calls,
+// 10,000 at a time.
+func BenchmarkSQLiteSetBlocked200(b *testing.B) {
+	s := benchStore(b)
+	var queued []queue.Block
+	next := 0
+	n := 0
+	for b.Loop() {
+		if len(queued) < 200 {
+			b.StopTimer()
+			queued = applyNew(b, s, next, 10_000, t0)
+			next += 10_000
+			b.StartTimer()
+		}
+		if _, err := s.SetBlocked(ctx, "bgp", ids(queued[:200]...), t0); err != nil {
+			b.Fatal(err)
+		}
+		queued = queued[200:]
+		n += 200
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "blocks/s")
+}

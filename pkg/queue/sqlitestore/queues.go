@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,13 +47,19 @@ const (
 		WHERE p.ident = ? AND b.forced_unblock = 0 AND (b.unblock_at IS NULL OR b.unblock_at > ?)
 		AND b.added > ?
 		ORDER BY p.block_id LIMIT ?`
-	qInsertEntry = `INSERT INTO entries (block_id, ident, added, unblock_at)
-		SELECT id, ?, ?, unblock_at FROM blocks WHERE id = ?
-		ON CONFLICT (block_id, ident) DO NOTHING`
-	qBlockItem    = `SELECT cidr, added FROM blocks WHERE id = ?`
-	qBlockExists  = `SELECT count(*) FROM blocks WHERE id = ?`
-	qDequeueEntry = `DELETE FROM pending WHERE ident = ? AND block_id = ?`
-	qUnblockQueue = `SELECT e.id, e.block_id, b.cidr, e.ident, e.added, e.unblock_at
+	// SetBlocked, set-based over a JSON array of block ids (?3 / ?2):
+	// how many of them exist, the entries inserted (those the ident had
+	// no entry for), their pending rows deleted, and their blocks read.
+	qCountBlocksIn   = `SELECT count(*) FROM blocks WHERE id IN (SELECT value FROM json_each(?1))`
+	qInsertEntriesIn = `INSERT INTO entries (block_id, ident, added, unblock_at)
+		SELECT b.id, ?1, ?2, b.unblock_at FROM blocks b WHERE b.id IN (SELECT value FROM json_each(?3)) ORDER BY b.id
+		ON CONFLICT (block_id, ident) DO NOTHING
+		RETURNING block_id`
+	qDequeueEntriesIn = `DELETE FROM pending WHERE ident = ?1 AND block_id IN (SELECT value FROM json_each(?2))`
+	qBlockItemsIn     = `SELECT id, cidr, added FROM blocks WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id`
+	qBlockExists      = `SELECT count(*) FROM blocks WHERE id = ?`
+	qDequeueEntry     = `DELETE FROM pending WHERE ident = ? AND block_id = ?`
+	qUnblockQueue     = `SELECT e.id, e.block_id, b.cidr, e.ident, e.added, e.unblock_at
 		FROM entries e JOIN blocks b ON b.id = e.block_id
 		WHERE e.ident = ? AND e.removed IS NULL AND e.unblock_at IS NOT NULL AND e.unblock_at <= ?
 		ORDER BY e.unblock_at, e.id LIMIT ?`
@@ -336,42 +343,72 @@ func (s *Store) ForgetIdent(ctx context.Context, ident string) error {
 
 // SetBlocked implements queue.Store.
 func (s *Store) SetBlocked(ctx context.Context, ident string, blockIDs []int64, now time.Time) ([]queue.QueueItem, error) {
+	if len(blockIDs) == 0 {
+		return nil, nil
+	}
+	list, distinct := idList(blockIDs)
 	var added []queue.QueueItem
 	err := s.writeLow(ctx, func(t *txn) error {
 		added = added[:0]
-		for _, id := range blockIDs {
-			res, err := t.exec(qInsertEntry, ident, micros(now), id)
-			if err != nil {
-				return fmt.Errorf("block %d: %w", id, err)
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return fmt.Errorf("block %d: %w", id, err)
-			}
-			if n == 1 {
-				if _, err := t.exec(qDequeueEntry, ident, id); err != nil {
-					return fmt.Errorf("block %d: %w", id, err)
+		// Four statements whatever the number of ids (one insert, dequeue
+		// and read per id cost three statements' overhead each).
+		var known int
+		if err := t.queryRow(qCountBlocksIn, list).Scan(&known); err != nil {
+			return err
+		}
+		if known != distinct {
+			// The whole call fails; name the first unknown id.
+			for _, id := range blockIDs {
+				if err := t.mustExist(qBlockExists, "block", id); err != nil {
+					return err
 				}
-				it := queue.QueueItem{ID: id}
-				var cidr string
-				var at int64
-				if err := t.queryRow(qBlockItem, id).Scan(&cidr, &at); err != nil {
-					return fmt.Errorf("block %d: %w", id, err)
-				}
-				if it.CIDR, err = parseCIDR(cidr); err != nil {
-					return fmt.Errorf("block %d: %w", id, err)
-				}
-				it.Added = fromMicros(at)
-				added = append(added, it)
-				continue
-			}
-			// Nothing inserted: either the entry exists (fine) or the
-			// block does not (the whole call fails).
-			if err := t.mustExist(qBlockExists, "block", id); err != nil {
-				return err
 			}
 		}
-		return nil
+		rows, err := t.query(qInsertEntriesIn, ident, micros(now), list)
+		if err != nil {
+			return err
+		}
+		var ins []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ins = append(ins, id)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(ins) == 0 {
+			return nil
+		}
+		insList, _ := idList(ins)
+		if _, err := t.exec(qDequeueEntriesIn, ident, insList); err != nil {
+			return err
+		}
+		rows, err = t.query(qBlockItemsIn, insList)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var it queue.QueueItem
+			var cidr string
+			var at int64
+			if err := rows.Scan(&it.ID, &cidr, &at); err != nil {
+				return err
+			}
+			if it.CIDR, err = parseCIDR(cidr); err != nil {
+				return fmt.Errorf("block %d: %w", it.ID, err)
+			}
+			it.Added = fromMicros(at)
+			added = append(added, it)
+		}
+		return rows.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set blocked %s: %w", ident, err)
@@ -381,8 +418,24 @@ func (s *Store) SetBlocked(ctx context.Context, ident string, blockIDs []int64, 
 		// chunk at its next call.
 		s.idents.Delete(ident)
 	}
-	slices.SortFunc(added, func(a, b queue.QueueItem) int { return cmp.Compare(a.ID, b.ID) })
 	return added, nil
+}
+
+// idList is ids as a JSON array (for json_each) and how many distinct ids
+// it holds.
+func idList(ids []int64) (string, int) {
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	b := make([]byte, 0, 2+len(sorted)*8)
+	b = append(b, '[')
+	for i, id := range sorted {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, ']')), len(sorted)
 }
 
 // SkipBlocks implements queue.Store.

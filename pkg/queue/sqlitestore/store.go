@@ -253,8 +253,9 @@ func (m *migrator) Done(context.Context) error { return nil }
 var writeQueries = []string{
 	qLatestBlock, qExpectedBlock, qCloseStale, qInsertBlock, qQueueForIdents,
 	qExtendBlock, qExtendEntries, qForceUnblock, qForceUnblockEntry, qDequeueBlock,
-	qRegisterIdent, qBackfill, qReactivateIdent, qTouchIdent, qBackfillRange, qBackfillEnd, qBackfillMove, qInsertEntry, qBlockExists, qDequeueEntry,
-	qCloseEntry, qEntryItem, qBlockItem,
+	qRegisterIdent, qBackfill, qReactivateIdent, qTouchIdent, qBackfillRange, qBackfillEnd, qBackfillMove, qBlockExists, qDequeueEntry,
+	qCloseEntry, qEntryItem,
+	qCountBlocksIn, qInsertEntriesIn, qDequeueEntriesIn, qBlockItemsIn,
 }
 
 // prepareWrites prepares writeQueries once, all or nothing, so that a store
@@ -322,6 +323,13 @@ func (t *txn) exec(query string, args ...any) (sql.Result, error) {
 		return t.tx.StmtContext(t.ctx, st).ExecContext(t.ctx, args...)
 	}
 	return t.tx.ExecContext(t.ctx, query, args...)
+}
+
+func (t *txn) query(query string, args ...any) (*sql.Rows, error) {
+	if st, ok := t.s.wstmts[query]; ok {
+		return t.tx.StmtContext(t.ctx, st).QueryContext(t.ctx, args...)
+	}
+	return t.tx.QueryContext(t.ctx, query, args...)
 }
 
 func (t *txn) queryRow(query string, args ...any) *sql.Row {
