@@ -47,9 +47,10 @@ const (
 		WHERE p.ident = ? AND b.forced_unblock = 0 AND (b.unblock_at IS NULL OR b.unblock_at > ?)
 		AND b.added > ?
 		ORDER BY p.block_id LIMIT ?`
-	// SetBlocked, set-based over a JSON array of block ids (?3 / ?2):
-	// how many of them exist, the entries inserted (those the ident had
-	// no entry for), their pending rows deleted, and their blocks read.
+	// SetBlocked, set-based, each over a JSON array of block ids (see
+	// idList): how many of them exist, the entries inserted (those the
+	// ident had no entry for), their pending rows deleted, and their
+	// blocks read.
 	qCountBlocksIn   = `SELECT count(*) FROM blocks WHERE id IN (SELECT value FROM json_each(?1))`
 	qInsertEntriesIn = `INSERT INTO entries (block_id, ident, added, unblock_at)
 		SELECT b.id, ?1, ?2, b.unblock_at FROM blocks b WHERE b.id IN (SELECT value FROM json_each(?3)) ORDER BY b.id
