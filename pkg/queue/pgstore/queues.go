@@ -335,6 +335,18 @@ func (s *Store) ForgetIdent(ctx context.Context, ident string) error {
 	return nil
 }
 
+// sqlDeletePending deletes the pending rows (ident, blockID) for each row
+// of from, keyed: one probe of the primary key per pair, whatever the
+// statistics say (LATERAL ... OFFSET 0), and the delete by the rows'
+// ctids (pending rows are never updated). Planned as a join, or as
+// "block_id = ANY(...)", it followed the statistics into scans of every
+// pending row (see sqlSetBlocked and sqlUnblockNow).
+func sqlDeletePending(from, ident, blockID string) string {
+	return `DELETE FROM pending WHERE ctid = ANY(ARRAY(
+		SELECT q.ctid FROM ` + from + ` CROSS JOIN LATERAL (
+			SELECT p.ctid FROM pending p WHERE p.ident = ` + ident + ` AND p.block_id = ` + blockID + ` OFFSET 0) q))`
+}
+
 // One statement checks the ids and writes, so an unknown id leaves
 // everything as it was. Unless $4 (the caller is the ident's own
 // enforcer), an ident another process's enforcer owns (see owner.go) is
@@ -363,17 +375,13 @@ WITH req AS (
 	ON CONFLICT (block_id, ident) DO NOTHING
 	RETURNING block_id
 ), dq AS (
-	-- Keyed: one probe of the primary key per id, whatever the
-	-- statistics say, and the delete by the rows' ctids (pending rows
-	-- are never updated), as in sqlUnblockNow. A join with b was
+	-- Keyed (sqlDeletePending). A join with b was
 	-- planned as a scan of every pending row of the ident when they
 	-- described a queue emptied but not vacuumed, and "block_id =
 	-- ANY($2)" as a scan of the ident's rows filtered by the list when
 	-- the table had never been analyzed (3.5 ms a call with 20,000
 	-- queued). An unknown id aborts the statement in chk.
-	DELETE FROM pending WHERE ctid = ANY(ARRAY(
-		SELECT q.ctid FROM req CROSS JOIN LATERAL (
-			SELECT p.ctid FROM pending p WHERE p.ident = $1 AND p.block_id = req.id OFFSET 0) q))
+	` + sqlDeletePending("req", "$1", "req.id") + `
 )
 SELECT x.id, x.cidr, x.added FROM chk LEFT JOIN LATERAL (
 	SELECT b.id, b.cidr, b.added FROM ins JOIN b ON b.id = ins.block_id
@@ -428,10 +436,7 @@ func (s *Store) SkipBlocks(ctx context.Context, ident string, blockIDs []int64) 
 	if len(blockIDs) == 0 {
 		return nil
 	}
-	// Keyed by primary key one id at a time, as in sqlSetBlocked.
-	tag, err := s.pool.Exec(ctx, `DELETE FROM pending WHERE ctid = ANY(ARRAY(
-		SELECT q.ctid FROM unnest($2::int8[]) AS r(id) CROSS JOIN LATERAL (
-			SELECT p.ctid FROM pending p WHERE p.ident = $1 AND p.block_id = r.id OFFSET 0) q))`, ident, blockIDs)
+	tag, err := s.pool.Exec(ctx, sqlDeletePending("unnest($2::int8[]) AS r(id)", "$1", "r.id"), ident, blockIDs)
 	if err != nil {
 		return mapErr("skip blocks "+ident, err, queue.ErrNotFound)
 	}
